@@ -21,7 +21,8 @@ import torch
 
 from .model.vssflow import VSSFlow
 from .weights.checkpoint import (CONFIG_METADATA_KEY, VSSFLOW_FILE, CheckpointError, check_state_dict, read_state_dict,
-                                 save_safetensors_atomic, split_components, to_model_keys, vssflow_config_of)
+                                 save_safetensors_atomic, split_components, to_model_keys, to_official_keys,
+                                 vssflow_config_of)
 
 COMPONENT_FILES = {"vssflow": VSSFLOW_FILE, "clip": "clip_visual.safetensors", "vae": "vae.safetensors",
                    "vocoder": "vocoder.safetensors"}
@@ -40,8 +41,8 @@ def convert_checkpoint(source: str | os.PathLike, out_dir: str | os.PathLike, he
     model_state = to_model_keys(parts["vssflow"])
     cfg = vssflow_config_of(model_state, head_dim=head_dim)
     with torch.device("meta"):
-        expected = VSSFlow(cfg).state_dict()
-    check_state_dict(expected, model_state, f"VSSFlow ({source})")
+        expected = to_official_keys(VSSFlow(cfg).state_dict())
+    check_state_dict(expected, parts["vssflow"], f"VSSFlow ({source})")
 
     targets = {name: out_dir / COMPONENT_FILES[name] for name in parts}
     clashes = [str(p) for p in [*targets.values(), out_dir / CONFIG_FILE] if p.exists()]

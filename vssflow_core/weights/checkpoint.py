@@ -214,6 +214,8 @@ def load_vssflow(path: str | os.PathLike, head_dim: int | None = None, dtype: to
         raise CheckpointError(f"cannot read the model configuration of {path}: {exc}") from None
     with torch.device("meta"):
         model = VSSFlow(cfg)
+    # compare in the checkpoint's own key names, so the error names keys the user can find in the file
+    check_state_dict(to_official_keys(model.state_dict()), parts["vssflow"], f"VSSFlow ({path})")
     load_strict(model, model_state, f"VSSFlow ({path})", dtype=dtype, device=device)
     return model.eval()
 
