@@ -1,0 +1,41 @@
+"""The command line: ``python -m vssflow_core <command> ...``.
+
+Commands:
+  convert    an official VSSFlow checkpoint -> safetensors per component (see ``vssflow_core.convert``)
+  download   fetch the public component weights into a models folder (see ``vssflow_core.weights.hub``)
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def _convert(argv: list[str]) -> int:
+    from .convert import main
+
+    return main(argv)
+
+
+def _download(argv: list[str]) -> int:
+    from .weights.hub import download_main
+
+    return download_main(argv)
+
+
+COMMANDS = {"convert": _convert, "download": _download}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"unknown command '{command}'; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    return COMMANDS[command](rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
