@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 import types
+import zipfile
 
 import pytest
 import torch
@@ -184,3 +186,70 @@ def test_split_routes_every_official_prefix():
     assert set(parts["clip"]) == {"visual.proj"}
     assert set(parts["vae"]) == {"encoder.conv_in.weight"}
     assert set(parts["vocoder"]) == {"conv_pre.weight"}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# TorchScript archives (OpenAI CLIP's ViT-B-16.pt is one): read with a restricted unpickler, never torch.jit.load
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(3, 4)
+        self.block = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.BatchNorm1d(2))
+        self.register_buffer("scale", torch.arange(2, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(self.proj(x.to(self.proj.weight.dtype)).float()) * self.scale
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace/save only build the fixture archive
+def test_read_state_dict_reads_a_torchscript_archive(tmp_path):
+    torch.manual_seed(0)
+    module = _Tiny().eval()
+    module.proj.half()  # mixed dtypes survive: fp16, fp32, fp64 and the int64 BatchNorm counter
+    module.block[1].running_mean.uniform_()
+    traced = torch.jit.trace(module, torch.zeros(2, 3))
+    path = tmp_path / "tiny.pt"
+    torch.jit.save(traced, str(path))
+
+    state, metadata = read_state_dict(path)
+    expected = module.state_dict()
+    assert metadata == {}
+    assert state.keys() == expected.keys()
+    for key, value in expected.items():
+        assert state[key].dtype == value.dtype, key
+        assert torch.equal(state[key], value), key
+
+
+class _Exploit:
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return os.mkdir, (self.target,)
+
+
+def test_torchscript_reader_refuses_arbitrary_globals(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("evil/data.pkl", pickle.dumps({"visual.conv1.weight": _Exploit(str(marker))}, protocol=2))
+        archive.writestr("evil/code/__torch__.py", "")
+        archive.writestr("evil/constants.pkl", pickle.dumps((), protocol=2))
+    with pytest.raises(CheckpointError, match=r"refusing to load .*evil\.pt.*'(posix|nt)\.mkdir'.*could run code"):
+        read_state_dict(path)
+    assert not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_damaged_torchscript_archive_is_reported(tmp_path):
+    path = tmp_path / "tiny.pt"
+    torch.jit.save(torch.jit.trace(_Tiny().eval(), torch.zeros(2, 3)), str(path))
+    damaged = tmp_path / "damaged.pt"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(damaged, "w") as dst:
+        for info in src.infolist():
+            if "/data/" not in info.filename:  # drop the tensor records
+                dst.writestr(info, src.read(info))
+    with pytest.raises(CheckpointError, match=r"cannot read .*damaged\.pt: the TorchScript archive is damaged"):
+        read_state_dict(damaged)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import pickle
-
 import pytest
 import torch
 
 from vssflow_core.encoders.rawnet3 import RawNet3, RawNet3Config, load_rawnet3, load_rawnet3_state_dict
+from vssflow_core.weights.checkpoint import CheckpointError
 
 GOLDEN = "rawnet3_small"
 IO_KEYS = ("waveform_3s", "embedding")  # stored next to the weights in the golden file
@@ -94,7 +93,7 @@ class _NotATensor:  # anything a weights_only unpickler must refuse
 def test_refuses_pickled_objects(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"model": _NotATensor()}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError):
         load_rawnet3(path)
 
 

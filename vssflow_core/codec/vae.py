@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..weights.checkpoint import load_strict, read_state_dict
+from ..weights.checkpoint import component_files, load_strict, read_state_dict
 
 # diffusers' VAE blocks all use this GroupNorm epsilon
 NORM_EPS = 1e-6
@@ -346,15 +346,8 @@ def load_vae(
     """Load the VAE from a local path: a weights file, a diffusers ``vae/`` folder (``config.json`` plus
     ``diffusion_pytorch_model.safetensors`` or ``.bin``), or a pipeline folder such as a ``cvssp/audioldm2``
     snapshot that contains ``vae/``.  Without a config (argument or ``config.json``) the shape is inferred."""
-    path = Path(path)
-    if path.is_dir():
-        if (path / "vae").is_dir() and not (path / "config.json").is_file():
-            path = path / "vae"
-        if config is None and (path / "config.json").is_file():
-            config = VAEConfig.from_diffusers_config(json.loads((path / "config.json").read_text()))
-        weights = next((path / name for name in _VAE_WEIGHT_FILES if (path / name).is_file()), None)
-        if weights is None:
-            raise FileNotFoundError(f"no VAE weights in {path}: expected one of {', '.join(_VAE_WEIGHT_FILES)}")
-        path = weights
-    state_dict, _ = read_state_dict(path)
+    weights, config_file = component_files(path, "vae", _VAE_WEIGHT_FILES, "VAE")
+    if config is None and config_file is not None:
+        config = VAEConfig.from_diffusers_config(json.loads(config_file.read_text()))
+    state_dict, _ = read_state_dict(weights)
     return vae_from_state_dict(state_dict, config, dtype=dtype, device=device)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SEQUENCE
-from ..weights.checkpoint import load_strict, read_state_dict
+from ..weights.checkpoint import component_files, load_strict, read_state_dict
 
 # conv_pre and conv_post use this kernel width whatever the config says (they are fixed in SpeechT5HifiGan)
 EDGE_KERNEL = 7
@@ -242,15 +242,8 @@ def load_vocoder(
     """Load the vocoder from a local path: a weights file, a transformers ``vocoder/`` folder (``config.json`` plus
     ``model.safetensors`` or ``pytorch_model.bin``), or a pipeline folder such as a ``cvssp/audioldm2`` snapshot
     that contains ``vocoder/``.  Without a config (argument or ``config.json``) the shape is inferred."""
-    path = Path(path)
-    if path.is_dir():
-        if (path / "vocoder").is_dir() and not (path / "config.json").is_file():
-            path = path / "vocoder"
-        if config is None and (path / "config.json").is_file():
-            config = VocoderConfig.from_transformers_config(json.loads((path / "config.json").read_text()))
-        weights = next((path / name for name in _VOCODER_WEIGHT_FILES if (path / name).is_file()), None)
-        if weights is None:
-            raise FileNotFoundError(f"no vocoder weights in {path}: expected one of {', '.join(_VOCODER_WEIGHT_FILES)}")
-        path = weights
-    state_dict, _ = read_state_dict(path)
+    weights, config_file = component_files(path, "vocoder", _VOCODER_WEIGHT_FILES, "vocoder")
+    if config is None and config_file is not None:
+        config = VocoderConfig.from_transformers_config(json.loads(config_file.read_text()))
+    state_dict, _ = read_state_dict(weights)
     return vocoder_from_state_dict(state_dict, config, dtype=dtype, device=device)

@@ -5,35 +5,32 @@ residual block, *before* ``ln_post`` and ``proj``.  This module is a compact re-
 OpenAI key layout (``visual.conv1.weight``, ``visual.transformer.resblocks.N.attn.in_proj_weight`` ...), so the
 weights load with strict key matching from any of:
 
-* OpenAI's ``ViT-B-16.pt``, a TorchScript archive.  It is read by :func:`read_torchscript_tensors`, which opens the zip
-  and unpickles ``data.pkl`` with an allow-list: TorchScript classes become inert attribute holders and only tensor
-  rebuilding is permitted, so neither arbitrary Python nor the archive's TorchScript code is ever run.
-  (``torch.load(weights_only=True)`` refuses TorchScript archives, and ``torch.jit.load`` compiles the archive's code
-  and runs any ``__setstate__`` it defines, which is more trust than a weights file deserves.)
+* OpenAI's ``ViT-B-16.pt``, a TorchScript archive, read by :func:`vssflow_core.weights.checkpoint.read_state_dict`
+  through the restricted unpickler of :mod:`vssflow_core.weights.torchscript` (no archive code is ever run);
 * the Hugging Face ``openai/clip-vit-base-patch16`` checkpoint (``vision_model.*``), through :func:`hf_to_openai`;
 * any state dict holding ``visual.*`` under some prefix, e.g. the official VSSFlow checkpoint
   (``image_encoder.visual.*``).
 
-A few helpers here are shared with the Synchformer encoder: :class:`MultiheadSelfAttention`, :func:`read_checkpoint`,
-:func:`load_state_dict_strict` and the frame-layout helpers.
+Files are read and strictly loaded by the shared helpers of :mod:`vssflow_core.weights.checkpoint`; what stays here is
+CLIP's own key layouts.  :class:`MultiheadSelfAttention` is shared with the Synchformer encoder, and the frame helpers
+live in :mod:`vssflow_core.encoders.image`.
 """
 
 from __future__ import annotations
 
 import collections
-import io
 import math
 import os
-import pickle
 import re
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..weights.checkpoint import CheckpointError, load_strict, state_dict_from, weights_label
+from .image import frames_to_nchw, normalize_channels, resize_bicubic
 
 __all__ = [
     "CLIP_MEAN",
@@ -41,27 +38,18 @@ __all__ = [
     "CLIPVisionConfig",
     "CLIPVisionTower",
     "CLIPVisualEncoder",
-    "CheckpointMismatchError",
     "MultiheadSelfAttention",
-    "frames_to_nchw",
     "hf_to_openai",
     "load_clip_visual",
-    "load_state_dict_strict",
-    "normalize_channels",
     "openai_to_hf",
     "preprocess_clip_frames",
-    "read_checkpoint",
-    "read_torchscript_tensors",
-    "resize_bicubic",
     "to_openai_visual_layout",
 ]
 
 StateDict = Mapping[str, torch.Tensor]
 
-
-class CheckpointMismatchError(ValueError):
-    """The checkpoint's keys or shapes do not match the module built for it."""
-
+# Deprecated alias while vssflow_core/generate.py (being written elsewhere) still imports it; use CheckpointError.
+CheckpointMismatchError = CheckpointError
 
 # torchvision's Normalize constants used by OpenAI CLIP and by the official extractor.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -111,17 +99,17 @@ class CLIPVisionConfig:
 
         def need(key: str) -> tuple[int, ...]:
             if key not in shape:
-                raise CheckpointMismatchError(f"cannot infer the CLIP configuration: no '{key}' tensor")
+                raise CheckpointError(f"cannot infer the CLIP configuration: no '{key}' tensor")
             return shape[key]
 
         width, _, patch, _ = need("visual.conv1.weight")
         positions = need("visual.positional_embedding")[0]
         grid = math.isqrt(positions - 1)
         if grid * grid + 1 != positions:
-            raise CheckpointMismatchError(f"positional embedding of {positions} rows is not a square grid + CLS")
+            raise CheckpointError(f"positional embedding of {positions} rows is not a square grid + CLS")
         blocks = {int(m.group(1)) for k in shape if (m := re.match(r"visual\.transformer\.resblocks\.(\d+)\.", k))}
         if not blocks:
-            raise CheckpointMismatchError("cannot infer the CLIP configuration: no visual.transformer.resblocks.*")
+            raise CheckpointError("cannot infer the CLIP configuration: no visual.transformer.resblocks.*")
         if heads is None:
             if width % head_dim:
                 raise ValueError(f"head size {head_dim} does not divide the CLIP width {width}; pass heads=")
@@ -297,54 +285,6 @@ class CLIPVisualEncoder(nn.Module):
 # preprocessing
 
 
-def frames_to_nchw(frames: torch.Tensor, channels_last: bool | None = None) -> torch.Tensor:
-    """``[N,H,W,3]`` / ``[N,3,H,W]`` (or one frame without N) in [0,1] or uint8 -> float ``[N,3,H,W]`` in [0,1].
-
-    The layout is guessed from where the 3 colour channels are; a frame that is 3 pixels high or wide on the other
-    axis is ambiguous and needs ``channels_last``.
-    """
-    if frames.ndim == 3:
-        frames = frames.unsqueeze(0)
-    if frames.ndim != 4:
-        raise ValueError(f"expected frames [N,H,W,3] or [N,3,H,W], got shape {tuple(frames.shape)}")
-    if channels_last is None:
-        last, first = frames.shape[-1] == 3, frames.shape[1] == 3
-        if last == first:
-            raise ValueError(
-                f"cannot tell the channel axis of frames with shape {tuple(frames.shape)}; pass channels_last"
-            )
-        channels_last = last
-    if channels_last:
-        frames = frames.permute(0, 3, 1, 2)
-    if frames.shape[1] != 3:
-        raise ValueError(f"expected 3 colour channels, got frames of shape {tuple(frames.shape)}")
-    if frames.dtype == torch.uint8:
-        return frames.float() / 255.0
-    return frames if frames.is_floating_point() else frames.float()
-
-
-def resize_bicubic(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Antialiased bicubic resize of ``[N,C,H,W]`` in [0,1], clamped back to [0,1].
-
-    ``antialias=True`` selects the PIL-style filter (cubic a=-0.5, support widened when shrinking), which is what
-    PIL's ``Image.resize(BICUBIC)`` (CLIP extractor) and torchvision's tensor ``Resize`` (Synchformer extractor) do.
-    The official pipelines resize uint8 images, which clamps the cubic overshoot; the clamp reproduces that.
-    """
-    if tuple(frames.shape[-2:]) == tuple(size):
-        return frames
-    dtype = frames.dtype
-    work = frames if dtype in (torch.float32, torch.float64) else frames.float()
-    out = F.interpolate(work, size=size, mode="bicubic", align_corners=False, antialias=True)
-    return out.clamp_(0.0, 1.0).to(dtype)
-
-
-def normalize_channels(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """torchvision ``Normalize`` on ``[N,C,H,W]``."""
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x - m) / s
-
-
 def preprocess_clip_frames(
     frames: torch.Tensor, resolution: int = 224, channels_last: bool | None = None
 ) -> torch.Tensor:
@@ -465,208 +405,7 @@ def openai_to_hf(state_dict: StateDict) -> dict[str, torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# reading checkpoints
-
-
-class _ScriptObject:
-    """Stand-in for a pickled TorchScript object (``__torch__.*``): it keeps the attribute dict and runs nothing."""
-
-    type_name = "__torch__"
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-
-class _StorageType:
-    """What ``torch.FloatStorage`` & co. resolve to inside the restricted unpickler: just the element dtype."""
-
-    def __init__(self, dtype: torch.dtype) -> None:
-        self.dtype = dtype
-
-
-_STORAGE_DTYPES = {
-    "FloatStorage": torch.float32,
-    "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16,
-    "DoubleStorage": torch.float64,
-    "LongStorage": torch.int64,
-    "IntStorage": torch.int32,
-    "ShortStorage": torch.int16,
-    "CharStorage": torch.int8,
-    "ByteStorage": torch.uint8,
-    "BoolStorage": torch.bool,
-}
-
-
-def _rebuild_tensor(storage: torch.Tensor, offset: int, size: tuple, stride: tuple, *_: Any) -> torch.Tensor:
-    # the remaining arguments (requires_grad, backward hooks, metadata) carry nothing a frozen encoder needs
-    return torch.as_strided(storage, tuple(size), tuple(stride), offset).clone(memory_format=torch.contiguous_format)
-
-
-def _rebuild_parameter(data: torch.Tensor, *_: Any) -> torch.Tensor:
-    return data
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler for ``data.pkl`` records that can only build tensors, containers and inert TorchScript objects."""
-
-    _SAFE: dict[tuple[str, str], Callable[..., Any]] = {
-        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        # TorchScript tags typed containers with these; they only wrap plain values
-        ("torch.jit._pickle", "restore_type_tag"): lambda value, _type: value,
-        ("torch.jit._pickle", "build_intlist"): list,
-        ("torch.jit._pickle", "build_doublelist"): list,
-        ("torch.jit._pickle", "build_boollist"): list,
-        ("torch.jit._pickle", "build_tensorlist"): list,
-    }
-
-    def __init__(self, data: bytes, read_storage: Callable[[str, torch.dtype], torch.Tensor]) -> None:
-        super().__init__(io.BytesIO(data))
-        self._read_storage = read_storage
-        self._script_types: dict[str, type] = {}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "__torch__" or module.startswith("__torch__."):
-            qualified = f"{module}.{name}"
-            if qualified not in self._script_types:
-                self._script_types[qualified] = type(name, (_ScriptObject,), {"type_name": qualified})
-            return self._script_types[qualified]
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(_STORAGE_DTYPES[name])
-        if (module, name) in self._SAFE:
-            return self._SAFE[(module, name)]
-        raise pickle.UnpicklingError(
-            f"refusing to load {module}.{name}: only tensors and TorchScript module attributes may be read from a "
-            "weights archive"
-        )
-
-    def persistent_load(self, pid: Any) -> torch.Tensor:
-        if not (isinstance(pid, tuple) and len(pid) >= 3 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
-            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
-        return self._read_storage(str(pid[2]), pid[1].dtype)
-
-
-def _collect_tensors(obj: Any, prefix: str, out: dict[str, torch.Tensor], seen: set[int]) -> None:
-    if isinstance(obj, torch.Tensor):
-        out[prefix] = obj
-    elif isinstance(obj, _ScriptObject) and isinstance(getattr(obj, "state", None), dict) and id(obj) not in seen:
-        seen.add(id(obj))
-        for name, value in obj.state.items():
-            _collect_tensors(value, f"{prefix}.{name}" if prefix else str(name), out, seen)
-
-
-def read_torchscript_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Every tensor attribute of a TorchScript archive, by dotted module path (what ``state_dict()`` would name it).
-
-    Why not ``torch.jit.load``: it compiles the archive's TorchScript code and runs its ``__setstate__`` methods; and
-    ``torch.load(weights_only=True)`` rejects TorchScript archives.  The archive is a zip whose ``<root>/data.pkl`` pickles the module tree
-    (``__torch__.*`` objects whose state is an attribute dict) with tensors stored in ``<root>/data/<key>``.  It is
-    unpickled here with an allow-list (see :class:`_RestrictedUnpickler`): any other global, e.g. ``os.system``,
-    raises ``pickle.UnpicklingError`` before anything is called.
-    """
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        roots = [n[: -len("data.pkl")] for n in names if n.endswith("data.pkl") and n.count("/") == 1]
-        if len(roots) != 1:
-            raise ValueError(f"{path} is not a TorchScript/torch zip archive (no single '<root>/data.pkl')")
-        root = roots[0]
-        if f"{root}byteorder" in names and archive.read(f"{root}byteorder").strip() not in (b"little", b""):
-            raise ValueError(f"{path}: big-endian archives are not supported")
-        storages: dict[str, torch.Tensor] = {}
-
-        def read_storage(key: str, dtype: torch.dtype) -> torch.Tensor:
-            if key not in storages:
-                raw = bytearray(archive.read(f"{root}data/{key}"))
-                storages[key] = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
-            return storages[key]
-
-        obj = _RestrictedUnpickler(archive.read(f"{root}data.pkl"), read_storage).load()
-    tensors: dict[str, torch.Tensor] = {}
-    if isinstance(obj, Mapping):  # a plain torch.save'd dict opened through this reader
-        for key, value in obj.items():
-            _collect_tensors(value, str(key), tensors, set())
-    else:
-        _collect_tensors(obj, "", tensors, set())
-    return tensors
-
-
-def _is_torchscript_archive(path: str | os.PathLike) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    # torch.save zips and TorchScript zips share '<root>/data.pkl'; only TorchScript ships code and constants
-    with zipfile.ZipFile(path) as archive:
-        return any(
-            (n.count("/") == 1 and n.endswith("/constants.pkl")) or n.split("/")[1:2] == ["code"]
-            for n in archive.namelist()
-        )
-
-
-def read_checkpoint(source: str | os.PathLike | StateDict) -> dict[str, torch.Tensor]:
-    """A flat name -> tensor dict from a mapping, ``.safetensors``, a TorchScript archive or a pickled ``.pt/.pth``.
-
-    Pickles go through ``torch.load(weights_only=True)`` only; a ``{"state_dict": ...}`` / ``{"model": ...}`` wrapper
-    (Lightning, many research repos) is unwrapped.
-    """
-    if isinstance(source, Mapping):
-        return dict(source)
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    if _is_torchscript_archive(path):
-        return read_torchscript_tensors(path)
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    for wrapper in ("state_dict", "model", "module"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
-            obj = obj[wrapper]
-            break
-    if not isinstance(obj, Mapping):
-        raise TypeError(f"{path} does not hold a state dict (got {type(obj).__name__})")
-    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# strict loading
-
-
-def load_state_dict_strict(
-    module: nn.Module,
-    state_dict: StateDict,
-    what: str = "checkpoint",
-    dtype: torch.dtype | None = None,
-    device: torch.device | str | None = None,
-    show: int = 5,
-) -> nn.Module:
-    """Load with exact key and shape matching, naming the first offending keys.  Works on ``meta`` modules (the
-    tensors are assigned, not copied), so a model can be built without allocating or initialising weights first."""
-    expected = module.state_dict(keep_vars=True)
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    misshaped = [
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
-    problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
-        if items:
-            more = f" (+{len(items) - show} more)" if len(items) > show else ""
-            problems.append(f"{len(items)} {label}: {items[:show]}{more}")
-    if problems:
-        raise CheckpointMismatchError(f"{what} does not match {type(module).__name__}: " + "; ".join(problems))
-    converted = {}
-    for key, ref in expected.items():
-        value = state_dict[key]
-        target_dtype = dtype if (dtype is not None and value.is_floating_point()) else value.dtype
-        target_device = device if device is not None else (value.device if ref.is_meta else ref.device)
-        converted[key] = value.to(device=target_device, dtype=target_dtype)
-    module.load_state_dict(converted, strict=True, assign=True)
-    return module
+# loading
 
 
 def load_clip_visual(
@@ -677,9 +416,9 @@ def load_clip_visual(
 ) -> CLIPVisualEncoder:
     """Build a :class:`CLIPVisualEncoder` from OpenAI (TorchScript ``.pt`` or state dict), Hugging Face or VSSFlow
     weights; the configuration is read off the shapes (``heads`` defaults to width // 64, as in OpenAI's loader)."""
-    state_dict = to_openai_visual_layout(read_checkpoint(source))
+    state_dict = to_openai_visual_layout(state_dict_from(source))
     config = CLIPVisionConfig.from_state_dict(state_dict, heads=heads)
     with torch.device("meta"):
         model = CLIPVisualEncoder(config)
-    load_state_dict_strict(model, state_dict, what="CLIP visual weights", dtype=dtype, device=device)
+    load_strict(model, state_dict, weights_label("CLIP visual", source), dtype=dtype, device=device)
     return model.eval().requires_grad_(False)

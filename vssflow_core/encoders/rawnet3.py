@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..weights.checkpoint import check_state_dict, load_strict, state_dict_from, weights_label
+
 __all__ = [
     "RawNet3Config",
     "RawNet3",
@@ -368,7 +370,6 @@ class RawNet3(nn.Module):
 
 # Wrappers some training scripts put around the bare model's keys (voxceleb_trainer's SpeakerNet, DataParallel).
 _WRAPPER_PREFIXES = ("__S__.", "module.")
-_MAX_LISTED = 5
 
 
 def _unwrap(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -378,49 +379,24 @@ def _unwrap(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return dict(state_dict)
 
 
+def _is_batchnorm_counter(key: str) -> bool:
+    # BatchNorm's num_batches_tracked counters do not affect inference; a checkpoint may leave them out
+    return key.endswith("num_batches_tracked")
+
+
+def _what(config: RawNet3Config) -> str:
+    return f"RawNet3 C={config.channels}"
+
+
 def load_rawnet3_state_dict(model: RawNet3, state_dict: Mapping[str, Tensor]) -> None:
-    """Strict load with an error that names the first offending keys.
+    """Strict load into a built model, with an error that names the first offending keys.
 
     BatchNorm's ``num_batches_tracked`` counters may be absent (they do not affect inference); everything else
     must match in name and shape.
     """
     state_dict = _unwrap(state_dict)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state_dict if k not in expected]
-    mis_shaped = [
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
-    problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mis_shaped)):
-        if items:
-            more = f" (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else ""
-            problems.append(f"{len(items)} {label} key(s): {items[:_MAX_LISTED]}{more}")
-    if problems:
-        raise ValueError(
-            f"RawNet3 checkpoint does not match the model (C={model.config.channels}): " + "; ".join(problems)
-        )
+    check_state_dict(model.state_dict(), state_dict, _what(model.config), ignore_missing=_is_batchnorm_counter)
     model.load_state_dict(state_dict, strict=False)  # strictness checked above; only counters may be missing
-
-
-def _state_dict_of(payload: Any, origin: str) -> Mapping[str, Tensor]:
-    # model.pt wraps the weights as {"model": state_dict, ...}; a bare state dict is accepted too
-    if isinstance(payload, Mapping) and isinstance(payload.get("model"), Mapping):
-        payload = payload["model"]
-    if not isinstance(payload, Mapping) or not all(isinstance(v, Tensor) for v in payload.values()):
-        raise ValueError(f"{origin} is not a RawNet3 state dict (expected a dict of tensors, or one under 'model')")
-    return payload
-
-
-def _read_checkpoint(path: Path) -> Mapping[str, Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    # The released model.pt is a pickle: weights_only=True refuses anything but tensors and plain containers.
-    return _state_dict_of(torch.load(str(path), map_location="cpu", weights_only=True), str(path))
 
 
 def load_rawnet3(
@@ -431,21 +407,12 @@ def load_rawnet3(
 ) -> RawNet3:
     """Build RawNet3 from ``model.pt`` (``{"model": state_dict}``), a ``.safetensors`` file, or a state dict (bare or
     under ``"model"``), in eval mode. The configuration is read off the tensor shapes unless given."""
-    if isinstance(source, (str, Path)):
-        state_dict = _unwrap(_read_checkpoint(Path(source)))
-    else:
-        state_dict = _unwrap(_state_dict_of(source, "the given object"))
+    state_dict = _unwrap(state_dict_from(source))
     config = config or RawNet3Config.from_state_dict(state_dict)
     with torch.device("meta"):
         model = RawNet3(config)
-    model = model.to_empty(device="cpu")
-    # buffers that are computed, not stored, would be garbage after to_empty; the checkpoint restores all of them
-    load_rawnet3_state_dict(model, state_dict)
-    _reset_untracked_counters(model, state_dict)
-    return model.to(device=device, dtype=dtype).eval()
-
-
-def _reset_untracked_counters(model: RawNet3, state_dict: Mapping[str, Tensor]) -> None:
-    for name, buf in model.named_buffers():
-        if name.endswith("num_batches_tracked") and name not in state_dict:
-            buf.zero_()
+    # counters the checkpoint lacks start at zero, as in a freshly built model
+    counters = {k: torch.zeros((), dtype=torch.long) for k in model.state_dict()
+                if _is_batchnorm_counter(k) and k not in state_dict}
+    load_strict(model, {**state_dict, **counters}, weights_label(_what(config), source), dtype=dtype, device=device)
+    return model.eval()

@@ -28,15 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SEQUENCE, SequenceConfig
-from .clip import (
-    CheckpointMismatchError,
-    MultiheadSelfAttention,
-    frames_to_nchw,
-    load_state_dict_strict,
-    normalize_channels,
-    read_checkpoint,
-    resize_bicubic,
-)
+from ..weights.checkpoint import CheckpointError, load_strict, state_dict_from, weights_label
+from .clip import MultiheadSelfAttention
+from .image import frames_to_nchw, normalize_channels, resize_bicubic
 
 __all__ = [
     "SYNCHFORMER_MEAN",
@@ -107,17 +101,17 @@ class SynchformerConfig:
 
         def need(key: str) -> tuple[int, ...]:
             if key not in shape:
-                raise CheckpointMismatchError(f"cannot infer the Synchformer configuration: no '{PREFIX}{key}' tensor")
+                raise CheckpointError(f"cannot infer the Synchformer configuration: no '{PREFIX}{key}' tensor")
             return shape[key]
 
         embed_dim, in_chans, tubelet, patch, _ = need("patch_embed_3d.proj.weight")
         positions = need("pos_embed")[1]
         grid = math.isqrt(positions - 1)
         if grid * grid + 1 != positions:
-            raise CheckpointMismatchError(f"pos_embed {need('pos_embed')} is not a square grid + CLS")
+            raise CheckpointError(f"pos_embed {need('pos_embed')} is not a square grid + CLS")
         blocks = {int(m.group(1)) for k in shape if (m := re.match(r"blocks\.(\d+)\.", k))}
         if not blocks:
-            raise CheckpointMismatchError("cannot infer the Synchformer configuration: no blocks.* tensors")
+            raise CheckpointError("cannot infer the Synchformer configuration: no blocks.* tensors")
         if num_heads is None:
             if embed_dim % head_dim:
                 raise ValueError(f"head size {head_dim} does not divide embed_dim {embed_dim}; pass num_heads=")
@@ -434,9 +428,9 @@ def load_synchformer(
 ) -> SynchformerVisualEncoder:
     """Build a :class:`SynchformerVisualEncoder` from ``synchformer_state_dict.pth`` (read with
     ``torch.load(weights_only=True)``), a safetensors file or a state dict; shapes give the configuration."""
-    state_dict = select_vfeat_extractor(read_checkpoint(source))
+    state_dict = select_vfeat_extractor(state_dict_from(source))
     config = SynchformerConfig.from_state_dict(state_dict, num_heads=num_heads)
     with torch.device("meta"):
         model = SynchformerVisualEncoder(config)
-    load_state_dict_strict(model, state_dict, what="Synchformer weights", dtype=dtype, device=device)
+    load_strict(model, state_dict, weights_label("Synchformer visual", source), dtype=dtype, device=device)
     return model.eval().requires_grad_(False)

@@ -4,10 +4,16 @@ The official checkpoint is one Lightning ``state_dict`` holding every module of 
 ``vaflow.*`` (the DiT) and the projections belong to the VSSFlow network; ``image_encoder.*``, ``vae.*`` and
 ``vocoder.*`` are the frozen CLIP tower, VAE and vocoder, routed to their own components.
 
+This module is the one place where weights files are read and checked, for every component:
+:func:`read_state_dict` (safetensors, pickled checkpoints, TorchScript archives), :func:`state_dict_from` (a path or
+an in-memory state dict), :func:`check_state_dict` / :func:`load_strict` (strict key and shape matching, errors that
+name the keys) and :func:`component_files` (diffusers/transformers component folders).
+
 Pickled files are only ever opened with ``torch.load(weights_only=True)``: nothing in them can run code.  Lightning
 stores training hyper-parameters next to the weights, sometimes as config objects (omegaconf, argparse); those few
 known data classes are replaced by inert placeholders so the tensors can be read, and anything else (``os.system``
-and friends) is refused with a clear error.
+and friends) is refused with a clear error.  TorchScript archives (OpenAI CLIP's ``ViT-B-16.pt``) are read by the
+restricted unpickler of :mod:`vssflow_core.weights.torchscript`, never by ``torch.jit.load``.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ import pickle
 import re
 import tempfile
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 
 from ..config import VSSFlowConfig
+from .torchscript import TorchScriptFormatError, UnsafeGlobalError, is_torchscript_archive, read_torchscript_tensors
 
 # official state-dict prefix -> component
 COMPONENT_PREFIXES = {
@@ -47,6 +54,8 @@ VSSFLOW_FILE = "vssflow.safetensors"  # the network's file inside a converted fo
 _PLACEHOLDER_MODULES = ("omegaconf.", "argparse.", "pathlib.", "collections.", "pytorch_lightning.", "lightning.",
                         "lightning_fabric.", "typing.", "enum.")
 _MAX_PLACEHOLDERS = 64
+# keys a state dict is commonly wrapped under: Lightning, then the usual research-code names (RawNet3's model.pt)
+_WRAPPER_KEYS = ("state_dict", "model", "module")
 
 
 class CheckpointError(ValueError):
@@ -68,6 +77,12 @@ def _placeholder_class(qualified_name: str) -> type:
                                                        "__setitem__": accept, "append": accept, "extend": accept})
 
 
+def _refusal(path: Path, what: str, accepted: str) -> str:
+    return (f"refusing to load {path}: it references {what}, which is not plain weights and could run code when "
+            f"unpickled. {accepted}; export the weights with safetensors (or torch.save of a plain state dict) and "
+            "load that file instead.")
+
+
 def _load_pickled(path: Path) -> object:
     placeholders: list[tuple[type, str]] = []
     while True:
@@ -79,19 +94,42 @@ def _load_pickled(path: Path) -> object:
             name = match.group(1) if match else None
             if name is None or not name.startswith(_PLACEHOLDER_MODULES) or len(placeholders) >= _MAX_PLACEHOLDERS:
                 what = f"'{name}'" if name else "a Python object"
-                raise CheckpointError(
-                    f"refusing to load {path}: it references {what}, which is not plain weights and could run code "
-                    "when unpickled. Only tensor checkpoints are accepted; export the weights with "
-                    "safetensors (or torch.save of a plain state dict) and load that file instead."
-                ) from None
+                raise CheckpointError(_refusal(path, what, "Only tensor checkpoints are accepted")) from None
             placeholders.append((_placeholder_class(name), name))
         except (RuntimeError, EOFError, OSError) as exc:
             raise CheckpointError(f"cannot read {path}: the file is damaged or truncated ({exc}). "
                                   "Download or copy it again.") from None
 
 
+def _read_torchscript(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return read_torchscript_tensors(path)
+    except UnsafeGlobalError as exc:
+        raise CheckpointError(_refusal(path, f"'{exc.name}'", "Only tensors and TorchScript module attributes are "
+                                       "read from a TorchScript archive")) from None
+    except TorchScriptFormatError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}. Export the weights with safetensors instead.") from None
+    except Exception as exc:  # zip, pickle and storage errors of a damaged archive
+        raise CheckpointError(f"cannot read {path}: the TorchScript archive is damaged or truncated "
+                              f"({type(exc).__name__}: {exc}). Download or copy it again.") from None
+
+
+def unwrap_state_dict(obj: object, origin: str) -> dict[str, torch.Tensor]:
+    """A flat name -> tensor dict from a loaded object: a plain state dict, or one wrapped under ``state_dict``
+    (Lightning), ``model`` or ``module``.  ``origin`` names the object in the error."""
+    if isinstance(obj, Mapping):
+        wrapped = next((obj[key] for key in _WRAPPER_KEYS if isinstance(obj.get(key), Mapping)), None)
+        obj = obj if wrapped is None else wrapped
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{origin} holds no state dict of tensors (expected a plain dict of tensors, or one "
+                              f"under {', '.join(repr(k) for k in _WRAPPER_KEYS)}); save the model's state_dict() "
+                              "or export the weights with safetensors, and load that instead")
+    return dict(obj)
+
+
 def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and string metadata of a ``.safetensors`` file or a pickled checkpoint (Lightning ``state_dict``)."""
+    """Tensors and string metadata of a ``.safetensors`` file, a TorchScript archive, or a pickled checkpoint (a
+    plain state dict, or one under ``state_dict`` (Lightning), ``model`` or ``module``)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -105,13 +143,41 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read {path}: not a valid safetensors file, or truncated ({exc}). "
                                   "Download or copy it again.") from None
-    loaded = _load_pickled(path)
-    if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
-        loaded = loaded["state_dict"]  # Lightning checkpoint
-    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise CheckpointError(f"{path} holds no state dict of tensors (expected a Lightning checkpoint with "
-                              "'state_dict', or a plain dict of tensors)")
-    return dict(loaded), {}
+    if is_torchscript_archive(path):
+        return _read_torchscript(path), {}
+    return unwrap_state_dict(_load_pickled(path), str(path)), {}
+
+
+def state_dict_from(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weights a loader was given: a file (read by :func:`read_state_dict`) or an in-memory state dict (unwrapped
+    the same way)."""
+    if isinstance(source, Mapping):
+        return unwrap_state_dict(source, "the given state dict")
+    return read_state_dict(source)[0]
+
+
+def weights_label(what: str, source: object) -> str:
+    """``what`` with the file the weights came from, for messages: ``"CLIP visual (/models/ViT-B-16.pt)"``."""
+    return what if isinstance(source, Mapping) else f"{what} ({source})"
+
+
+def component_files(path: str | os.PathLike, subfolder: str, weight_files: tuple[str, ...],
+                    what: str) -> tuple[Path, Path | None]:
+    """The weights file and ``config.json`` (None if there is none) of a diffusers/transformers component.
+
+    ``path`` is the weights file itself, the component's folder (``config.json`` plus one of ``weight_files``), or a
+    pipeline folder (e.g. a ``cvssp/audioldm2`` snapshot) that holds the component as ``subfolder``.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return path, None
+    if (path / subfolder).is_dir() and not (path / "config.json").is_file():
+        path = path / subfolder
+    weights = next((path / name for name in weight_files if (path / name).is_file()), None)
+    if weights is None:
+        raise FileNotFoundError(f"no {what} weights in {path}: expected one of {', '.join(weight_files)}")
+    config = path / "config.json"
+    return weights, (config if config.is_file() else None)
 
 
 def split_components(state_dict: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
@@ -149,9 +215,12 @@ def to_official_keys(model_state: Mapping[str, torch.Tensor]) -> dict[str, torch
 
 
 def check_state_dict(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor], what: str,
-                     show: int = 5) -> None:
-    """Raise a CheckpointError naming the first missing, unexpected and mis-shaped keys, if there are any."""
-    missing = [k for k in expected if k not in given]
+                     show: int = 5, ignore_missing: Callable[[str], bool] | None = None) -> None:
+    """Raise a CheckpointError naming the first missing, unexpected and mis-shaped keys, if there are any.
+
+    ``ignore_missing(key)`` marks expected keys the checkpoint may lack (e.g. BatchNorm's ``num_batches_tracked``).
+    """
+    missing = [k for k in expected if k not in given and not (ignore_missing and ignore_missing(k))]
     unexpected = [k for k in given if k not in expected]
     misshaped = [f"{k}: checkpoint {tuple(given[k].shape)} vs model {tuple(expected[k].shape)}"
                  for k in expected if k in given and tuple(given[k].shape) != tuple(expected[k].shape)]
@@ -162,7 +231,8 @@ def check_state_dict(expected: Mapping[str, torch.Tensor], given: Mapping[str, t
         if items:
             more = f" (and {len(items) - show} more)" if len(items) > show else ""
             lines.append(f"  {len(items)} {label}: {', '.join(items[:show])}{more}")
-    lines.append("Check that the file is a checkpoint of this model and that it was written completely.")
+    hint = "; mis-shaped tensors usually mean a checkpoint of another size of the model." if misshaped else "."
+    lines.append("Check that the file is a checkpoint of this model and that it was written completely" + hint)
     raise CheckpointError("\n".join(lines))
 
 
