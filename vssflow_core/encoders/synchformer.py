@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SEQUENCE, SequenceConfig
+from ..video.transform import short_side_size
 from ..weights.checkpoint import CheckpointError, load_strict, state_dict_from, weights_label
 from .clip import MultiheadSelfAttention
 from .image import frames_to_nchw, normalize_channels, resize_bicubic
@@ -352,13 +353,6 @@ class SynchformerVisualEncoder(nn.Module):
 # video preprocessing
 
 
-def _short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
-    # torchvision's Resize(int): the short side becomes `short`, the long side is scaled and truncated
-    if height <= width:
-        return short, int(short * width / height)
-    return int(short * height / width), short
-
-
 def preprocess_synchformer_frames(
     frames: torch.Tensor,
     size: int = 224,
@@ -376,7 +370,7 @@ def preprocess_synchformer_frames(
     out = []
     for start in range(0, frames.shape[0], chunk):
         x = frames_to_nchw(frames[start : start + chunk].to(device), channels_last)
-        x = resize_bicubic(x, _short_side_size(x.shape[-2], x.shape[-1], size))
+        x = resize_bicubic(x, short_side_size(x.shape[-2], x.shape[-1], size))
         top = int(round((x.shape[-2] - size) / 2.0))  # torchvision's CenterCrop offsets
         left = int(round((x.shape[-1] - size) / 2.0))
         out.append(x[..., top : top + size, left : left + size])

@@ -47,6 +47,7 @@ from .registry import (
     WeightFormat,
     get_component,
 )
+from .torchscript import is_torchscript_archive
 
 log = logging.getLogger(__name__)
 
@@ -405,15 +406,8 @@ def sniff_format(path: str | os.PathLike[str]) -> WeightFormat | None:
     with p.open("rb") as fh:
         head = fh.read(16)
     if head.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(p) as zf:
-                names = zf.namelist()
-        except zipfile.BadZipFile:
-            return WeightFormat.PICKLE  # a damaged torch zip; verify_file reports it
-        # TorchScript archives carry their code; plain torch.save zips only data.pkl and tensor records.
-        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-            return WeightFormat.TORCHSCRIPT
-        return WeightFormat.PICKLE
+        # a damaged zip counts as a torch.save zip: verify_file reports it
+        return WeightFormat.TORCHSCRIPT if is_torchscript_archive(p) else WeightFormat.PICKLE
     if head[:1] == b"\x80":  # pickle protocol marker: torch's legacy (pre-1.6) format
         return WeightFormat.PICKLE
     if len(head) >= 9 and head[8:9] == b"{":  # u64 header length, then the JSON header
@@ -466,7 +460,7 @@ def verify_file(
             shapes = _safetensors_shapes(comp, p, models_dir)
         elif fmt is WeightFormat.TORCHSCRIPT:
             _check_zip(comp, p, models_dir)
-            shapes = None  # tensors live inside a TorchScript module; only jit.load could list them
+            shapes = None  # listing them means reading the whole archive; the CLIP loader checks them strictly
         else:
             shapes = _pickle_shapes(comp, p, models_dir)
         if shapes is not None and file.layouts:
