@@ -1,6 +1,7 @@
 """The command line: ``python -m vssflow_core <command> ...``.
 
 Commands:
+  generate   sound and speech for a video, written as mp4 and/or wav (see ``vssflow_core.generate``)
   convert    an official VSSFlow checkpoint -> safetensors per component (see ``vssflow_core.convert``)
   download   fetch the public component weights into a models folder (see ``vssflow_core.weights.hub``)
 """
@@ -22,7 +23,13 @@ def _download(argv: list[str]) -> int:
     return download_main(argv)
 
 
-COMMANDS = {"convert": _convert, "download": _download}
+def _generate(argv: list[str]) -> int:
+    from .generate import main
+
+    return main(argv)
+
+
+COMMANDS = {"generate": _generate, "convert": _convert, "download": _download}
 
 
 def main(argv: list[str] | None = None) -> int:

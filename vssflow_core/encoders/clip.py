@@ -48,9 +48,6 @@ __all__ = [
 
 StateDict = Mapping[str, torch.Tensor]
 
-# Deprecated alias while vssflow_core/generate.py (being written elsewhere) still imports it; use CheckpointError.
-CheckpointMismatchError = CheckpointError
-
 # torchvision's Normalize constants used by OpenAI CLIP and by the official extractor.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -1,0 +1,207 @@
+"""``python -m vssflow_core generate``: sound (and speech) for a video, written as an mp4 and/or a wav.
+
+    python -m vssflow_core generate --video in.mp4 -o out.mp4
+    python -m vssflow_core generate --video in.mp4 --transcript "Hello there" --speech-start 1 --speech-end 3.5 \\
+        --speaker ref.wav -o out.mp4 --wav out.wav
+
+Inputs are checked before any weights are loaded (a wrong path fails in a second, not after a minute of loading), and
+outputs appear only when everything succeeded: nothing is written on an error or an interrupt.  Known failures (bad
+video, missing weights, bad transcript, existing output...) end with exit status 1 and a short message, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .config import SEQUENCE
+from .flow.solvers import SOLVER_NAMES
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m vssflow_core generate",
+        description="Generate sound effects and speech for a video (at most 10 s) with VSSFlow.",
+    )
+    io_ = p.add_argument_group("input and output")
+    io_.add_argument("--video", required=True, help="the video to add sound to (at most 10 s long)")
+    io_.add_argument("-o", "--output", help="mp4/mov/mkv to write: the video stream copied unchanged plus the sound")
+    io_.add_argument("--wav", help="also (or only) write the generated sound as .wav or .flac (16 kHz mono)")
+    io_.add_argument("--overwrite", action="store_true", help="replace output files that exist")
+    io_.add_argument("--mix-original", action="store_true",
+                     help="mix the video's own soundtrack into the output video (not into --wav)")
+    io_.add_argument("--original-gain", type=float, default=1.0, help="linear gain of the original soundtrack")
+    io_.add_argument("--generated-gain", type=float, default=1.0, help="linear gain of the generated sound in the mix")
+
+    cond = p.add_argument_group("conditions")
+    cond.add_argument("--transcript", help="words to be spoken (English text or ARPAbet); leave out for sound only")
+    cond.add_argument("--speech-start", type=float, default=None, help="second where speech starts (default 0)")
+    cond.add_argument("--speech-end", type=float, default=None, help="second where speech ends (default: clip end)")
+    cond.add_argument("--speaker", help="reference recording of the voice to imitate (wav, flac, mp3, m4a...)")
+    cond.add_argument("--lip", help="precomputed AV-HuBERT lip features, .npy or .safetensors [frames, 1024] @ 25 fps")
+
+    w = p.add_argument_group("weights")
+    w.add_argument("--checkpoint", help="VSSFlow network: official .ckpt, .safetensors, or a converted folder")
+    w.add_argument("--models-dir", help="folder holding the components as <dir>/<component>/... "
+                                        "(default: $VSSFLOW_MODELS_DIR, then the Hugging Face cache)")
+    for name in ("clip", "synchformer", "vae", "vocoder", "rawnet3"):
+        w.add_argument(f"--{name}", dest=f"{name}_path", metavar="PATH", help=f"explicit {name} weights (file/folder)")
+    w.add_argument("--download", action="store_true", help="download missing public weights into the models folder")
+
+    s = p.add_argument_group("sampling")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--solver", choices=SOLVER_NAMES, default="dopri5", help="ODE solver (official: dopri5)")
+    s.add_argument("--steps", type=int, default=25, help="steps of the fixed-step solvers (dopri5 adapts)")
+    s.add_argument("--guidance-scale", type=float, default=3.0, help="classifier-free guidance (official: 3)")
+    s.add_argument("--atol", type=float, default=1e-5, help="dopri5 absolute tolerance (official: 1e-5)")
+    s.add_argument("--rtol", type=float, default=1e-5, help="dopri5 relative tolerance (official: 1e-5)")
+    s.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    s.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="precision of the VSSFlow network")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """Failures a user can fix from the message alone; anything else is a bug and keeps its traceback."""
+    from .flow.solvers import SolverError
+    from .media import AudioReadError, MuxError
+    from .video import VideoError
+    from .weights.checkpoint import CheckpointError
+    from .weights.hub import MissingWeightsError, UnsupportedComponentError, WeightsVerificationError
+
+    # ValueError covers bad transcripts, speech windows, clip length, lip features and component mismatches;
+    # OSError covers missing input files, existing outputs and unwritable folders.
+    return (VideoError, MissingWeightsError, WeightsVerificationError, UnsupportedComponentError, CheckpointError,
+            AudioReadError, MuxError, SolverError, ValueError, OSError)
+
+
+def _fail(message: object) -> int:
+    text = str(message).strip() or type(message).__name__
+    first, _, rest = text.partition("\n")
+    print(f"error: {first}", file=sys.stderr)
+    if rest:  # e.g. where weights were looked for and the command that fetches them
+        print("\n".join(f"  {line}" for line in rest.splitlines()), file=sys.stderr)
+    return 1
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if not args.output and not args.wav:
+        raise ValueError("nothing to write: give -o OUT.mp4 and/or --wav OUT.wav")
+    if (args.speech_start is not None or args.speech_end is not None) and not (args.transcript or "").strip():
+        raise ValueError("--speech-start/--speech-end place a transcript in time; give --transcript too")
+    for flag, value in (("--speaker", args.speaker), ("--lip", args.lip)):
+        if value is not None and not Path(value).expanduser().is_file():
+            raise FileNotFoundError(f"{flag}: no such file: {value}")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available to this PyTorch")
+    from .media import AUDIO_FORMATS, CONTAINER_FORMATS
+
+    if args.output and Path(args.output).suffix.lower() not in CONTAINER_FORMATS:
+        raise ValueError(f"-o {args.output}: write a video as one of {', '.join(CONTAINER_FORMATS)}")
+    if args.wav and Path(args.wav).suffix.lower() not in AUDIO_FORMATS:
+        raise ValueError(f"--wav {args.wav}: write the sound as one of {', '.join(AUDIO_FORMATS)}")
+    outputs = [Path(p).expanduser() for p in (args.output, args.wav) if p]
+    if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
+        raise ValueError("-o and --wav name the same file")
+    for path in outputs:
+        if path.exists() and not args.overwrite:
+            raise FileExistsError(f"{path} exists; pass --overwrite or choose another name")
+        if path.parent.exists() and not path.parent.is_dir():
+            raise NotADirectoryError(f"cannot write {path}: {path.parent} is a file, not a folder")
+
+
+class _ProgressBar:
+    """tqdm on stderr, in percent of flow time (dopri5 does not know its step count in advance)."""
+
+    def __init__(self, solver: str, enabled: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, unit="%", desc=f"sampling ({solver})", file=sys.stderr, disable=not enabled,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+
+    def __call__(self, progress) -> None:
+        self.bar.update(round(progress.t * 100) - self.bar.n)
+        steps = f"{progress.step}/{progress.total_steps}" if progress.total_steps else str(progress.step)
+        self.bar.set_postfix_str(f"step {steps}, {progress.evaluations} evals", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from .media import atomic_output, mux_audio, write_audio
+    from .pipeline import VSSFlowPipeline, check_duration, phoneme_frame_ids
+    from .video import as_frame_source
+
+    _check_args(args)
+    # Cheap checks first: the video opens and fits the window, the transcript is pronounceable.
+    source, _ = as_frame_source(args.video)
+    try:
+        duration = check_duration(source.end_time, SEQUENCE)
+    finally:
+        source.close()
+    phone_ids = phoneme_frame_ids(args.transcript, args.speech_start, args.speech_end, duration)
+
+    started = time.perf_counter()
+    pipe = VSSFlowPipeline.load(
+        args.checkpoint, models_dir=args.models_dir, clip=args.clip_path, synchformer=args.synchformer_path,
+        vae=args.vae_path, vocoder=args.vocoder_path, rawnet3=args.rawnet3_path, speaker=bool(args.speaker),
+        download=args.download, device=args.device, dtype=_DTYPES[args.dtype],
+    )
+    lip = pipe.lip_features(args.lip)
+    speaker = pipe.speaker_embedding(args.speaker)
+    visual = pipe.encode_video(args.video)
+    conditions = pipe.conditions(visual, phone_ids, speaker, lip)
+    progress = _ProgressBar(args.solver, enabled=not args.quiet)
+    try:
+        sampled = pipe.sample(conditions, seed=args.seed, solver=args.solver, steps=args.steps,
+                              guidance_scale=args.guidance_scale, atol=args.atol, rtol=args.rtol, callback=progress)
+    finally:
+        progress.close()
+    waveform = pipe.decode(sampled.latent, visual.duration)[0]
+
+    # Both files are built under temporary names and renamed into place together at the very end.
+    with ExitStack() as stack:
+        if args.output:
+            tmp_video = stack.enter_context(atomic_output(args.output, overwrite=args.overwrite))
+            mux_audio(args.video, waveform, pipe.sample_rate, tmp_video, mix_original=args.mix_original,
+                      original_gain=args.original_gain, generated_gain=args.generated_gain, overwrite=True)
+        if args.wav:
+            tmp_audio = stack.enter_context(atomic_output(args.wav, overwrite=args.overwrite))
+            write_audio(tmp_audio, waveform, pipe.sample_rate, overwrite=True)
+    written = " and ".join(p for p in (args.output, args.wav) if p)
+    print(f"wrote {written}: {visual.duration:.2f} s, seed {args.seed}, {args.solver} {sampled.steps} steps / "
+          f"{sampled.evaluations} evaluations, {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help or a usage error; the caller wants a status, not an exit
+        return int(exc.code or 0)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except _known_errors() as exc:
+        if os.environ.get("VSSFLOW_DEBUG"):
+            raise
+        return _fail(exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

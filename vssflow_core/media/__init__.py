@@ -1,0 +1,18 @@
+"""Audio and video files out (and reference audio in): atomic wav/flac writing, stream-copy muxing onto a video."""
+
+from .audio_io import AUDIO_FORMATS, AudioReadError, OutputPathError, atomic_output, read_audio, write_audio
+from .mux import CONTAINER_FORMATS, MuxError, MuxResult, mux_audio, video_duration
+
+__all__ = [
+    "AUDIO_FORMATS",
+    "CONTAINER_FORMATS",
+    "AudioReadError",
+    "MuxError",
+    "MuxResult",
+    "OutputPathError",
+    "atomic_output",
+    "mux_audio",
+    "read_audio",
+    "video_duration",
+    "write_audio",
+]

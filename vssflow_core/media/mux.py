@@ -1,0 +1,298 @@
+"""Put a generated waveform on a video: the picture is copied packet for packet, only the audio is encoded.
+
+Re-encoding the video would cost time and quality for nothing, so the video stream is stream-copied with PyAV (its
+packets go into the new container untouched: bit-identical, rotation and colour metadata kept) and the waveform is
+encoded as AAC.  The audio track is made exactly as long as the video (silence appended or the tail cut), so players
+and editors see one duration.  Optionally the video's own soundtrack is mixed in, each side with its own gain.
+
+The output is written next to its final name and renamed into place when complete (:func:`..audio_io.atomic_output`);
+an existing file is never replaced unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..codec.resample import resample
+from ..video.errors import CorruptVideoError, NoVideoStreamError, check_video_file, open_failure
+from .audio_io import atomic_output
+
+__all__ = ["CONTAINER_FORMATS", "MuxError", "MuxResult", "mux_audio", "video_duration"]
+
+# output suffix -> FFmpeg muxer.  All of them take AAC and stream-copied H.264/HEVC; Matroska takes nearly any codec.
+CONTAINER_FORMATS: dict[str, str] = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+AAC_FRAME_SAMPLES = 1024  # samples per AAC frame: the granularity of the encoded audio's length
+
+
+class MuxError(RuntimeError):
+    """The streams could not be put together (the container refuses the video codec, the encoder failed...)."""
+
+
+@dataclass(frozen=True)
+class MuxResult:
+    path: Path
+    duration: float  # seconds of video, = seconds of audio written
+    audio_sample_rate: int
+    audio_channels: int
+    mixed_original: bool  # whether the video's own soundtrack was mixed in
+    normalized: bool  # whether the mix was scaled down to avoid clipping
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reading the source
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _open(path: Path) -> Any:
+    import av
+
+    try:
+        return av.open(str(path))
+    except av.FFmpegError as exc:
+        raise open_failure(path, exc) from None
+
+
+def _video_stream(container: Any, path: Path) -> Any:
+    if not container.streams.video:
+        raise NoVideoStreamError(f"{path}: has no video stream to put the audio on (is it an audio file?)", path)
+    return container.streams.video[0]
+
+
+def _packet_span(container: Any, stream: Any, path: Path) -> tuple[float, float]:
+    """(first presentation time, end of the last frame) of the video stream, seconds, from the packets alone."""
+    import av
+
+    start, end, fallback = math.inf, -math.inf, 0.0
+    rate = stream.average_rate or stream.guessed_rate
+    if rate:
+        fallback = 1.0 / float(rate)  # for containers whose packets carry no duration
+    tb = stream.time_base
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is None:  # the demuxer's final flush packet, or a packet with no timing
+                continue
+            t = float(packet.pts * tb)
+            length = float(packet.duration * tb) if packet.duration else fallback
+            start, end = min(start, t), max(end, t + length)
+    except av.FFmpegError as exc:
+        raise CorruptVideoError(f"{path}: the video packets cannot be read ({exc}); the file is damaged", path) \
+            from None
+    if not math.isfinite(start) or end <= start:
+        raise CorruptVideoError(f"{path}: the video stream holds no frames", path)
+    return start, end
+
+
+def video_duration(path: str | os.PathLike) -> float:
+    """Seconds of picture in the video stream (first frame shown to end of the last frame), read from the packets."""
+    path = check_video_file(path)
+    with _open(path) as container:
+        start, end = _packet_span(container, _video_stream(container, path), path)
+    return end - start
+
+
+def _original_audio(container: Any, path: Path, video_start: float, rate: int | None
+                    ) -> tuple[np.ndarray, int] | None:
+    """The first audio track as float32 ``[channels (1 or 2), samples]`` at ``rate`` (its own if None), aligned so
+    sample 0 plays with the first video frame; None if the file has no audio."""
+    import av
+
+    if not container.streams.audio:
+        return None
+    stream = container.streams.audio[0]
+    channels = 1 if stream.channels == 1 else 2  # more than stereo is folded to stereo by FFmpeg's resampler
+    rate = rate or stream.rate
+    resampler = av.AudioResampler(format="fltp", layout="mono" if channels == 1 else "stereo", rate=rate)
+    chunks, first_time = [], None
+    try:
+        for frame in container.decode(stream):
+            if first_time is None and frame.pts is not None:
+                first_time = float(frame.pts * frame.time_base)
+            chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
+        chunks.extend(f.to_ndarray() for f in resampler.resample(None))
+    except av.FFmpegError as exc:
+        raise CorruptVideoError(f"{path}: its audio track cannot be decoded ({exc})", path) from None
+    if not chunks:
+        return None
+    audio = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
+    # the soundtrack may start before or after the picture; shift it onto the video's clock
+    offset = round(((first_time if first_time is not None else video_start) - video_start) * rate)
+    if offset > 0:
+        audio = np.concatenate([np.zeros((audio.shape[0], offset), np.float32), audio], axis=1)
+    elif offset < 0:
+        audio = audio[:, -offset:]
+    return audio, rate
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Preparing the new soundtrack
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _as_channels_first(waveform: torch.Tensor | np.ndarray) -> torch.Tensor:
+    x = waveform.detach().cpu() if isinstance(waveform, torch.Tensor) else torch.from_numpy(np.asarray(waveform))
+    x = x.to(torch.float32)
+    while x.ndim > 2 and x.shape[0] == 1:  # a ComfyUI [1, C, T] batch of one
+        x = x[0]
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or x.shape[0] > x.shape[1]:
+        raise ValueError(f"waveform must be [samples] or [channels, samples], got shape {tuple(x.shape)}")
+    if x.shape[1] == 0:
+        raise ValueError("waveform is empty")
+    if not torch.isfinite(x).all():
+        raise ValueError("waveform contains NaN or infinite samples")
+    return x
+
+
+def _fit_length(audio: np.ndarray, samples: int) -> np.ndarray:
+    if audio.shape[1] >= samples:
+        return audio[:, :samples]
+    return np.concatenate([audio, np.zeros((audio.shape[0], samples - audio.shape[1]), audio.dtype)], axis=1)
+
+
+def _match_channels(audio: np.ndarray, channels: int) -> np.ndarray:
+    if audio.shape[0] == channels:
+        return audio
+    if channels == 1:
+        return audio.mean(axis=0, keepdims=True)
+    return np.repeat(audio.mean(axis=0, keepdims=True), channels, axis=0)  # mono on every channel
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Muxing
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _encode_audio(stream: Any, audio: np.ndarray, rate: int) -> list[Any]:
+    import av
+
+    layout = "mono" if audio.shape[0] == 1 else "stereo"
+    packets = []
+    for start in range(0, audio.shape[1], AAC_FRAME_SAMPLES):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, start:start + AAC_FRAME_SAMPLES]),
+                                           format="fltp", layout=layout)
+        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+        packets.extend(stream.encode(frame))
+    packets.extend(stream.encode(None))
+    return packets
+
+
+def _packet_time(packet: Any) -> float:
+    t = packet.dts if packet.dts is not None else packet.pts
+    return float(t * packet.time_base) if t is not None else math.inf
+
+
+def _write(source: Path, target: Path, fmt: str, audio: np.ndarray, rate: int, bitrate: int | None) -> None:
+    import av
+
+    with _open(source) as src, av.open(str(target), "w", format=fmt) as out:
+        vin = _video_stream(src, source)
+        try:
+            vout = out.add_stream_from_template(vin)
+        except (av.FFmpegError, ValueError) as exc:
+            raise MuxError(f"cannot copy the {vin.codec_context.name} video of {source} into a "
+                           f"{target.suffix} file ({getattr(exc, 'strerror', None) or exc}); try .mkv") from None
+        # metadata such as the language and handler name travel with the stream
+        vout.metadata.update(vin.metadata)
+        aout = out.add_stream("aac", rate=rate, layout="mono" if audio.shape[0] == 1 else "stereo")
+        if bitrate:
+            aout.bit_rate = int(bitrate)
+        try:
+            audio_packets = _encode_audio(aout, audio, rate)
+        except av.FFmpegError as exc:
+            raise MuxError(f"the AAC encoder failed ({exc})") from None
+
+        # interleave by time, so players never have to read far ahead in either stream
+        pending = iter(audio_packets)
+        next_audio = next(pending, None)
+        try:
+            for packet in src.demux(vin):
+                if packet.dts is None:  # the demuxer's flush packet carries no data
+                    continue
+                while next_audio is not None and _packet_time(next_audio) <= _packet_time(packet):
+                    out.mux(next_audio)
+                    next_audio = next(pending, None)
+                packet.stream = vout
+                out.mux(packet)
+            while next_audio is not None:
+                out.mux(next_audio)
+                next_audio = next(pending, None)
+        except av.FFmpegError as exc:
+            # FFmpeg's message names the temporary file; its reason alone is clearer
+            codec = vin.codec_context.name
+            raise MuxError(f"cannot write the {codec} video of {source} into a {target.suffix} file "
+                           f"({exc.strerror or exc}); the container may not accept {codec}: try .mkv") from None
+
+
+def mux_audio(
+    video_path: str | os.PathLike,
+    waveform: torch.Tensor | np.ndarray,
+    sample_rate: int,
+    output_path: str | os.PathLike,
+    *,
+    mix_original: bool = False,
+    original_gain: float = 1.0,
+    generated_gain: float = 1.0,
+    audio_sample_rate: int | None = None,
+    audio_bitrate: int | None = None,
+    overwrite: bool = False,
+) -> MuxResult:
+    """Write ``output_path``: the video stream of ``video_path`` copied bit-exactly plus ``waveform`` as AAC.
+
+    waveform
+        ``[samples]`` or ``[channels, samples]`` float at ``sample_rate``; padded with silence or cut to the video's
+        duration.
+    mix_original, original_gain, generated_gain
+        With ``mix_original`` the video's first audio track is mixed in: ``generated_gain * generated +
+        original_gain * original`` (linear gains).  A video without audio simply gets the generated track.  If the
+        mix would clip, it is scaled down to a peak of 1 (reported in the result).
+    audio_sample_rate
+        Rate of the AAC track; default: the original track's when mixing (so its bandwidth is kept), else
+        ``sample_rate``.
+    """
+    source = check_video_file(video_path)
+    target = Path(output_path).expanduser()
+    fmt = CONTAINER_FORMATS.get(target.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot write video as '{target.suffix}': use one of {', '.join(CONTAINER_FORMATS)}")
+    if source.resolve() == target.resolve():
+        raise ValueError(f"the output {target} is the input video; write to another file")
+    generated = _as_channels_first(waveform)
+    for name, gain in (("original_gain", original_gain), ("generated_gain", generated_gain)):
+        if not math.isfinite(gain):
+            raise ValueError(f"{name} must be a finite number, got {gain}")
+
+    with _open(source) as src:
+        start, end = _packet_span(src, _video_stream(src, source), source)
+    duration = end - start
+    original = None
+    if mix_original:
+        with _open(source) as src:
+            original = _original_audio(src, source, start, audio_sample_rate)
+
+    rate = int(audio_sample_rate or (original[1] if original is not None else sample_rate))
+    if rate != sample_rate:
+        generated = resample(generated, int(sample_rate), rate)
+    samples = round(duration * rate)
+    channels = original[0].shape[0] if original is not None else min(generated.shape[0], 2)
+    audio = generated_gain * _fit_length(_match_channels(generated.numpy(), channels), samples)
+    if original is not None:
+        audio = audio + original_gain * _fit_length(_match_channels(original[0], channels), samples)
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    normalized = peak > 1.0
+    if normalized:
+        audio = audio / peak
+    audio = audio.astype(np.float32, copy=False)
+
+    with atomic_output(target, overwrite=overwrite) as tmp:
+        _write(source, tmp, fmt, audio, rate, audio_bitrate)
+    return MuxResult(path=target, duration=duration, audio_sample_rate=rate, audio_channels=channels,
+                     mixed_original=original is not None, normalized=normalized)

@@ -1,0 +1,584 @@
+"""Video (+ transcript, + speaker reference, + lip features) -> 16 kHz waveform: the one entry the CLI and nodes share.
+
+The stages follow the official in-the-wild inference (``infer.py``, spec sections 2, 8.4 and 9.5), each a method a
+node can call on its own:
+
+1. :meth:`VSSFlowPipeline.encode_video`: CLIP CLS features at 10 fps ``[1, 100, D]`` and Synchformer features at
+   25 fps ``[1, 30, 8, D]`` over the 10 s window (black frames past the end of a shorter clip, as the official
+   extractors pad), plus the clip's duration;
+2. :func:`phoneme_frame_ids`: the transcript's phoneme ids stretched over the speech window (all zeros = no speech);
+3. :meth:`VSSFlowPipeline.speaker_embedding`: RawNet3 of a reference utterance (zeros without one);
+   :meth:`VSSFlowPipeline.lip_features`: precomputed AV-HuBERT features (zeros without, as ``infer.py`` feeds);
+4. :meth:`VSSFlowPipeline.conditions` then :meth:`VSSFlowPipeline.sample`: the guided flow from N(0, I) to a packed
+   latent ``[B, 128, 250]`` (dopri5, atol = rtol = 1e-5, w = 3 by default), one seeded generator per batch item;
+5. :meth:`VSSFlowPipeline.decode`: unpack -> VAE decoder -> log-mel -> HiFi-GAN -> exactly
+   ``round(duration * 16000)`` samples.
+
+The model generates a 10 s window; shorter clips are generated in that window and trimmed, longer ones are refused
+for now (:class:`ClipTooLongError`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from .codec.vae import MelVAE, VAEConfig, load_vae, unpack_latent
+from .codec.vocoder import HifiGanVocoder, VocoderConfig, load_vocoder
+from .config import SEQUENCE, SequenceConfig
+from .encoders.clip import CLIPVisualEncoder, load_clip_visual
+from .encoders.lip import fit_lip_length, load_lip_features, validate_lip_features, zero_lip_features
+from .encoders.rawnet3 import RawNet3, load_rawnet3
+from .encoders.speaker import speaker_embedding as rawnet3_speaker_embedding
+from .encoders.synchformer import SynchformerVisualEncoder, load_synchformer
+from .flow.guidance import OFFICIAL_GUIDANCE_SCALE, GuidedVelocity
+from .flow.solvers import SOLVER_NAMES, make_solver
+from .model.vssflow import Conditions, VSSFlow
+from .text import phonemize, silent_frame_ids
+from .video import as_frame_source, clip_frames, synchformer_frames
+
+__all__ = [
+    "DURATION_TOLERANCE_SEC",
+    "OFFICIAL_ATOL",
+    "OFFICIAL_GUIDANCE_SCALE",
+    "OFFICIAL_RTOL",
+    "OFFICIAL_SOLVER",
+    "ClipTooLongError",
+    "GeneratedAudio",
+    "PipelineConfigError",
+    "ProgressCallback",
+    "SampledLatent",
+    "SamplingProgress",
+    "VSSFlowPipeline",
+    "VisualFeatures",
+    "check_duration",
+    "default_device",
+    "phoneme_frame_ids",
+]
+
+OFFICIAL_SOLVER = "dopri5"
+OFFICIAL_ATOL = 1e-5
+OFFICIAL_RTOL = 1e-5
+DEFAULT_FIXED_STEPS = 25  # only for the fixed-step solvers; dopri5 chooses its own steps
+# A "10 s" clip is often a frame longer (300 frames at 29.97 fps last 10.01 s).  Within this margin it is generated
+# as a full window and the muxer pads the last few milliseconds with silence; beyond it the clip is refused.
+DURATION_TOLERANCE_SEC = 0.05
+
+
+class ClipTooLongError(ValueError):
+    """The clip is longer than the model's generation window."""
+
+
+class PipelineConfigError(ValueError):
+    """The loaded components do not fit together (widths, rates or window lengths differ)."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Stage results
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VisualFeatures:
+    """What the frozen visual encoders say about one clip, on the 10 s window."""
+
+    clip: torch.Tensor  # [1, 100, clip_dim] CLIP CLS tokens at 10 fps (black frames past the clip's end)
+    synch: torch.Tensor  # [1, 30, 8, synch_dim] Synchformer tokens, 24 per second
+    duration: float  # seconds of the clip (<= the window), what the output is trimmed to
+    source_fps: float  # the source's average frame rate, for reference
+
+
+@dataclass(frozen=True)
+class SamplingProgress:
+    """Handed to the progress callback after every accepted solver step."""
+
+    step: int  # accepted steps so far
+    total_steps: int | None  # fixed-step solvers: their step count; dopri5: None (it adapts)
+    t: float  # flow time reached: 0 is noise, 1 is done, so it is also the fraction of the work
+    evaluations: int  # velocity evaluations so far (each is two network passes with guidance on)
+
+
+ProgressCallback = Callable[[SamplingProgress], None]
+
+
+@dataclass
+class SampledLatent:
+    latent: torch.Tensor  # [B, latent_channels, L] packed VAE latent, float32
+    seeds: list[int]  # the seed of every batch item
+    solver: str
+    steps: int  # accepted solver steps
+    evaluations: int  # velocity evaluations (x2 network passes with guidance)
+
+
+@dataclass
+class GeneratedAudio:
+    waveform: torch.Tensor  # [B, samples] float32 on the CPU, in [-1, 1]
+    sample_rate: int
+    duration: float
+    seeds: list[int] = field(default_factory=list)
+    solver: str = OFFICIAL_SOLVER
+    steps: int = 0
+    evaluations: int = 0
+
+    def as_comfy_audio(self) -> dict[str, Any]:
+        """ComfyUI's AUDIO value: ``{"waveform": [B, channels=1, samples], "sample_rate": int}``."""
+        return {"waveform": self.waveform.unsqueeze(1), "sample_rate": self.sample_rate}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Model-free stages (usable before any weights are loaded)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_duration(duration: float, sequence: SequenceConfig = SEQUENCE) -> float:
+    """The duration to generate for a clip of ``duration`` seconds; raises :class:`ClipTooLongError` past the window."""
+    if not math.isfinite(duration) or duration <= 0:
+        raise ValueError(f"the clip has no usable duration ({duration} s)")
+    limit = sequence.duration_sec
+    if duration > limit + DURATION_TOLERANCE_SEC:
+        raise ClipTooLongError(
+            f"the video is {duration:.2f} s long, longer than the {limit:g} s VSSFlow generates per clip (its "
+            f"training window); trim it to {limit:g} s or less (windowed generation of longer clips is not available "
+            f"yet)"
+        )
+    return min(float(duration), limit)
+
+
+def phoneme_frame_ids(
+    transcript: str | None,
+    speech_start: float | None = None,
+    speech_end: float | None = None,
+    duration: float | None = None,
+    sequence: SequenceConfig = SEQUENCE,
+) -> torch.Tensor:
+    """Per-latent-frame phoneme ids ``[L]`` (int64) for a clip of ``duration`` seconds.
+
+    No transcript (None, or only white space) means a clip without speech: all ids are 0, as VGGSound clips were
+    trained.  Otherwise the phonemes are stretched over ``[speech_start, speech_end]`` (default: the whole clip,
+    which is what training did: the utterance's duration was the clip's) and the window must lie inside the clip.
+    """
+    if transcript is None or not transcript.strip():
+        return silent_frame_ids(sequence)
+    limit = sequence.duration_sec if duration is None else check_duration(duration, sequence)
+    start = 0.0 if speech_start is None else float(speech_start)
+    end = limit if speech_end is None else float(speech_end)
+    if end > limit + 1e-6:
+        raise ValueError(f"the speech window ends at {end:g} s, after the end of the clip ({limit:.2f} s)")
+    return phonemize(transcript, start, end, sequence=sequence).frame_ids
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The pipeline
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class _NetworkInItsDtype:
+    """Runs the network in its own dtype (e.g. bfloat16) while the ODE state stays float32: dopri5's step control at
+    atol = rtol = 1e-5 is meaningless on a bfloat16 state (8 bits of mantissa)."""
+
+    def __init__(self, model: VSSFlow):
+        self.model = model
+        self.latent_channels = model.latent_channels
+        self.dtype = next(model.parameters()).dtype
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        if x.dtype == self.dtype:
+            return self.model(x, t, context)
+        return self.model(x.to(self.dtype), t.to(self.dtype), context.to(self.dtype)).float()
+
+
+def _expand(x: torch.Tensor, batch: int) -> torch.Tensor:
+    if x.shape[0] == batch:
+        return x
+    if x.shape[0] != 1:
+        raise ValueError(f"cannot use a batch of {x.shape[0]} for a batch of {batch}")
+    return x.expand(batch, *x.shape[1:])
+
+
+class VSSFlowPipeline:
+    """The loaded VSSFlow network and its frozen helpers, with the generation stages as methods.
+
+    The VSSFlow network runs in ``dtype`` (float32 or bfloat16); the encoders, VAE and vocoder stay in float32 (they
+    are small, and their outputs are what the network was trained on).
+    """
+
+    def __init__(
+        self,
+        model: VSSFlow,
+        clip: CLIPVisualEncoder,
+        synchformer: SynchformerVisualEncoder,
+        vae: MelVAE,
+        vocoder: HifiGanVocoder,
+        rawnet3: RawNet3 | None = None,
+        *,
+        sequence: SequenceConfig = SEQUENCE,
+    ):
+        self.model = model.eval().requires_grad_(False)
+        self.clip = clip.eval().requires_grad_(False)
+        self.synchformer = synchformer.eval().requires_grad_(False)
+        self.vae = vae.eval().requires_grad_(False)
+        self.vocoder = vocoder.eval().requires_grad_(False)
+        self.rawnet3 = None if rawnet3 is None else rawnet3.eval().requires_grad_(False)
+        self.sequence = sequence
+        self._check_compatible()
+
+    # ---------------------------------------------------------------------------------------------------- properties
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def sample_rate(self) -> int:
+        return self.sequence.sample_rate
+
+    @property
+    def has_speaker_encoder(self) -> bool:
+        return self.rawnet3 is not None
+
+    def _check_compatible(self) -> None:
+        cfg, seq = self.model.cfg, self.sequence
+        problems = []
+        if self.clip.config.width != cfg.clip_dim:
+            problems.append(f"CLIP gives {self.clip.config.width}-d features, the network expects {cfg.clip_dim}")
+        if self.synchformer.config.embed_dim != cfg.synch_dim:
+            problems.append(f"Synchformer gives {self.synchformer.config.embed_dim}-d features, the network expects "
+                            f"{cfg.synch_dim}")
+        if self.synchformer.config.num_frames != seq.synch_segment_frames:
+            problems.append(f"Synchformer takes {self.synchformer.config.num_frames}-frame segments, the window is cut "
+                            f"into {seq.synch_segment_frames}-frame segments")
+        if self.rawnet3 is not None and self.rawnet3.config.n_out != cfg.speaker_dim:
+            problems.append(f"RawNet3 gives {self.rawnet3.config.n_out}-d embeddings, the network expects "
+                            f"{cfg.speaker_dim}")
+        vae, voc = self.vae.config, self.vocoder.config
+        if voc.model_in_dim % vae.downsample_factor:
+            problems.append(f"{voc.model_in_dim} mel bins are not divisible by the VAE's {vae.downsample_factor}x")
+        elif vae.latent_channels * (voc.model_in_dim // vae.downsample_factor) != cfg.latent_channels:
+            problems.append(f"the VAE packs {vae.latent_channels} x {voc.model_in_dim // vae.downsample_factor} latent "
+                            f"channels, the network generates {cfg.latent_channels}")
+        if vae.downsample_factor != seq.latent_downsample:
+            problems.append(f"the VAE downsamples time {vae.downsample_factor}x, the latent rate needs "
+                            f"{seq.latent_downsample}x")
+        if voc.hop_length != seq.mel_hop_length or voc.sampling_rate != seq.sample_rate:
+            problems.append(f"the vocoder makes {voc.hop_length} samples per frame at {voc.sampling_rate} Hz, the "
+                            f"model needs {seq.mel_hop_length} at {seq.sample_rate} Hz")
+        if problems:
+            raise PipelineConfigError("the loaded components do not fit together: " + "; ".join(problems))
+
+    # ---------------------------------------------------------------------------------------------------- loading
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: str | os.PathLike | None = None,
+        *,
+        models_dir: str | os.PathLike | None = None,
+        clip: str | os.PathLike | None = None,
+        synchformer: str | os.PathLike | None = None,
+        vae: str | os.PathLike | None = None,
+        vocoder: str | os.PathLike | None = None,
+        rawnet3: str | os.PathLike | None = None,
+        speaker: bool | None = None,
+        download: bool = False,
+        verify: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        head_dim: int | None = None,
+    ) -> "VSSFlowPipeline":
+        """Load every component.
+
+        A component given as a path is loaded from it as is (its loader still checks keys and shapes strictly).
+        One not given is taken from a folder written by ``python -m vssflow_core convert`` when ``checkpoint`` is
+        such a folder and holds it, else found through :func:`vssflow_core.weights.hub.resolve` in ``models_dir``
+        (default ``$VSSFLOW_MODELS_DIR``) or the Hugging Face cache, checked against the registry unless
+        ``verify=False``, and fetched first with ``download=True``.  Missing weights raise
+        :class:`~vssflow_core.weights.hub.MissingWeightsError`, whose message says how to get them.
+
+        ``speaker``: True requires the RawNet3 speaker encoder, False skips it, None loads it when it can be found.
+        """
+        from .weights.checkpoint import load_vssflow
+        from .weights.hub import MissingWeightsError, resolve
+
+        device = torch.device(device) if device is not None else default_device()
+        converted = _converted_folder_files(checkpoint)
+
+        def find(component: str, given: str | os.PathLike | None) -> tuple[Path, Path | None]:
+            """(weights, config.json or None) of a component."""
+            if given is not None:
+                return Path(given).expanduser(), None
+            if component in converted:
+                return converted[component], None
+            found = resolve(component, models_dir=models_dir, download=download, verify=verify)
+            return found.weights, found.config
+
+        network_path, _ = find("vssflow", checkpoint)
+        model = load_vssflow(network_path, head_dim=head_dim, dtype=dtype, device=device)
+
+        clip_path, _ = find("clip", clip)
+        clip_model = load_clip_visual(clip_path, device=device)
+        synch_path, _ = find("synchformer", synchformer)
+        synch_model = load_synchformer(synch_path, device=device)
+
+        vae_path, vae_config = find("vae", vae)
+        vae_model = load_vae(vae_path, _read_config(vae_config, VAEConfig.from_diffusers_config), device=device)
+        voc_path, voc_config = find("vocoder", vocoder)
+        voc_model = load_vocoder(voc_path, _read_config(voc_config, VocoderConfig.from_transformers_config),
+                                 device=device)
+
+        speaker_model = None
+        if rawnet3 is not None or speaker:
+            speaker_model = load_rawnet3(find("rawnet3", rawnet3)[0], device=device)
+        elif speaker is None:
+            try:
+                speaker_path, _ = find("rawnet3", None)
+            except MissingWeightsError:
+                speaker_path = None  # optional: generation without a speaker reference does not need it
+            if speaker_path is not None:
+                speaker_model = load_rawnet3(speaker_path, device=device)
+        return cls(model, clip_model, synch_model, vae_model, voc_model, speaker_model)
+
+    # ---------------------------------------------------------------------------------------------------- stages
+
+    @torch.inference_mode()
+    def encode_video(
+        self,
+        video: Any,
+        *,
+        fps: float | None = None,
+        clip_batch_size: int = 32,
+        synch_batch_size: int = 8,
+    ) -> VisualFeatures:
+        """CLIP and Synchformer features of a video: a path, a ComfyUI VIDEO / VideoComponents, or frames
+        ``[F, H, W, 3]`` (float 0..1 or uint8) with ``fps``.
+
+        Raises :class:`ClipTooLongError` (before any encoding) for clips longer than the 10 s window, and
+        :class:`~vssflow_core.video.VideoError` subclasses for videos that cannot be read.
+        """
+        source, owned = as_frame_source(video, fps=fps)
+        try:
+            duration = check_duration(source.end_time, self.sequence)
+            window = self.sequence.duration_sec
+            clip_in = clip_frames(source, duration=window, size=self.clip.config.input_resolution)
+            synch_in = synchformer_frames(source, duration=window, size=self.synchformer.config.img_size)
+        finally:
+            if owned:
+                source.close()
+        clip = self.clip.encode_frames(clip_in.frames, batch_size=clip_batch_size, channels_last=True)
+        synch = self.synchformer.encode_video(synch_in.frames, batch_size=synch_batch_size,
+                                              num_frames=self.sequence.synch_frames, channels_last=True,
+                                              sequence=self.sequence)
+        return VisualFeatures(clip=clip[None], synch=synch[None], duration=duration,
+                              source_fps=float(clip_in.source_fps))
+
+    def phoneme_ids(self, transcript: str | None, speech_start: float | None = None,
+                    speech_end: float | None = None, duration: float | None = None) -> torch.Tensor:
+        """See :func:`phoneme_frame_ids`."""
+        return phoneme_frame_ids(transcript, speech_start, speech_end, duration, self.sequence)
+
+    def speaker_embedding(self, reference: Any = None, sample_rate: int | None = None) -> torch.Tensor:
+        """RawNet3 embedding ``[speaker_dim]`` of a reference utterance: a path, a ``(waveform, sample_rate)`` pair, a
+        ComfyUI AUDIO dict, or a waveform with ``sample_rate``.  None gives zeros (the model's "no reference")."""
+        if reference is None:
+            return torch.zeros(self.model.cfg.speaker_dim, device=self.device)
+        if self.rawnet3 is None:
+            raise ValueError("a speaker reference needs the RawNet3 speaker encoder, which this pipeline was loaded "
+                             "without; load it (python -m vssflow_core download rawnet3) or leave the reference out")
+        waveform, rate = _reference_audio(reference, sample_rate)
+        return rawnet3_speaker_embedding(self.rawnet3, waveform, rate).to(self.device)
+
+    def lip_features(self, lip: Any = None) -> torch.Tensor:
+        """Lip features ``[L, lip_dim]`` on the latent grid: None gives zeros (as the official in-the-wild inference);
+        a ``.npy`` / ``.safetensors`` path or an array ``[frames, lip_dim]`` at 25 fps is cropped or zero-padded."""
+        length, dim = self.sequence.latent_length, self.model.cfg.lip_dim
+        if lip is None:
+            return zero_lip_features(length, dim)
+        if isinstance(lip, (str, os.PathLike)):
+            return load_lip_features(lip, num_frames=length, dim=dim)
+        return fit_lip_length(validate_lip_features(lip, dim=dim), length)
+
+    @torch.inference_mode()
+    def conditions(
+        self,
+        visual: VisualFeatures,
+        phone_ids: torch.Tensor | None = None,
+        speaker: torch.Tensor | None = None,
+        lip: torch.Tensor | None = None,
+        batch_size: int = 1,
+    ) -> Conditions:
+        """Project and align every condition for ``batch_size`` samples of the same clip."""
+        if batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        length = self.sequence.latent_length
+        device = self.device
+        phone_ids = silent_frame_ids(self.sequence) if phone_ids is None else phone_ids
+        speaker = torch.zeros(self.model.cfg.speaker_dim) if speaker is None else speaker
+        lip = zero_lip_features(length, self.model.cfg.lip_dim) if lip is None else lip
+
+        def batched(x: torch.Tensor, unbatched_ndim: int) -> torch.Tensor:
+            x = x.to(device)
+            return _expand(x[None] if x.ndim == unbatched_ndim else x, batch_size)
+
+        return self.model.prepare_conditions(
+            clip=batched(visual.clip, 2),
+            synch=batched(visual.synch, 3),
+            phone_ids=batched(phone_ids, 1),
+            lip=batched(lip, 2),
+            speaker=batched(speaker, 1),
+            latent_length=length,
+        )
+
+    def initial_noise(self, batch_size: int, seed: int) -> tuple[torch.Tensor, list[int]]:
+        """Noise ``[B, latent_channels, L]`` with item ``i`` drawn from its own CPU generator seeded ``seed + i`` (as
+        ``infer.py`` seeds samples), so an item's audio does not depend on the batch size or the device."""
+        seeds = [(int(seed) + i) % 2**64 for i in range(batch_size)]
+        shape = (self.model.latent_channels, self.sequence.latent_length)
+        noise = torch.stack([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s)) for s in seeds])
+        return noise.to(self.device), seeds
+
+    @torch.inference_mode()
+    def sample(
+        self,
+        conditions: Conditions,
+        *,
+        seed: int = 0,
+        solver: str = OFFICIAL_SOLVER,
+        steps: int = DEFAULT_FIXED_STEPS,
+        guidance_scale: float = OFFICIAL_GUIDANCE_SCALE,
+        atol: float = OFFICIAL_ATOL,
+        rtol: float = OFFICIAL_RTOL,
+        callback: ProgressCallback | None = None,
+    ) -> SampledLatent:
+        """Integrate the guided flow from noise (t = 0) to a packed latent (t = 1).
+
+        ``solver``: dopri5 (official, adaptive: ``atol``/``rtol``) or euler / midpoint / heun / rk4 (``steps``).
+        ``callback`` is called after every accepted step with a :class:`SamplingProgress`; anything it raises stops
+        sampling and propagates (that is how a caller cancels).
+        """
+        if solver not in SOLVER_NAMES:
+            raise ValueError(f"unknown solver '{solver}'; choose one of {', '.join(SOLVER_NAMES)}")
+        if not math.isfinite(guidance_scale):
+            raise ValueError(f"guidance scale must be a finite number, got {guidance_scale}")
+        ode = make_solver(solver, steps=steps, atol=atol, rtol=rtol)
+        noise, seeds = self.initial_noise(conditions.batch_size, seed)
+        x = torch.cat([noise, conditions.latent_cond.float()], dim=1)
+        network = _NetworkInItsDtype(self.model)
+        velocity = GuidedVelocity(network, conditions, guidance_scale, latent_channels=network.latent_channels)
+
+        on_step = None
+        if callback is not None:
+            def on_step(step: int, total: int | None, t: float) -> None:
+                callback(SamplingProgress(step=step, total_steps=total, t=t, evaluations=velocity.evaluations))
+
+        solution = ode.solve(velocity, x, 0.0, 1.0, callback=on_step)
+        return SampledLatent(latent=solution.x[:, : network.latent_channels].float(), seeds=seeds, solver=solver,
+                             steps=solution.steps, evaluations=solution.evaluations)
+
+    @torch.inference_mode()
+    def decode(self, latent: torch.Tensor, duration: float | None = None) -> torch.Tensor:
+        """Packed latent ``[B, 128, L]`` -> waveform ``[B, round(duration * 16000)]`` float32 on the CPU (the whole
+        window when ``duration`` is None)."""
+        duration = self.sequence.duration_sec if duration is None else check_duration(duration, self.sequence)
+        vae_param = next(self.vae.parameters())
+        latent = unpack_latent(latent.to(vae_param.device, vae_param.dtype), self.vae.config.latent_channels)
+        mel = self.vae.decode(latent)  # [B, 1, frames, mel bins]
+        voc_param = next(self.vocoder.parameters())
+        waveform = self.vocoder(mel[:, 0].to(voc_param.device, voc_param.dtype))  # [B, frames * hop + overshoot]
+        samples = round(duration * self.sequence.sample_rate)
+        if waveform.shape[-1] < samples:
+            raise PipelineConfigError(f"the vocoder made {waveform.shape[-1]} samples, fewer than the {samples} "
+                                      f"of a {duration:g} s clip")
+        return waveform[:, :samples].float().cpu()
+
+    # ---------------------------------------------------------------------------------------------------- all at once
+
+    def generate(
+        self,
+        video: Any,
+        transcript: str | None = None,
+        *,
+        speech_start: float | None = None,
+        speech_end: float | None = None,
+        speaker: Any = None,
+        lip: Any = None,
+        fps: float | None = None,
+        batch_size: int = 1,
+        seed: int = 0,
+        solver: str = OFFICIAL_SOLVER,
+        steps: int = DEFAULT_FIXED_STEPS,
+        guidance_scale: float = OFFICIAL_GUIDANCE_SCALE,
+        atol: float = OFFICIAL_ATOL,
+        rtol: float = OFFICIAL_RTOL,
+        callback: ProgressCallback | None = None,
+    ) -> GeneratedAudio:
+        """Every stage in order; cheap checks (transcript, speaker file) run before the expensive encoders."""
+        if batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        if solver not in SOLVER_NAMES:
+            raise ValueError(f"unknown solver '{solver}'; choose one of {', '.join(SOLVER_NAMES)}")
+        lip_features = self.lip_features(lip)
+        speaker_vector = self.speaker_embedding(speaker)
+        visual = self.encode_video(video, fps=fps)
+        phone_ids = self.phoneme_ids(transcript, speech_start, speech_end, visual.duration)
+        conditions = self.conditions(visual, phone_ids, speaker_vector, lip_features, batch_size)
+        sampled = self.sample(conditions, seed=seed, solver=solver, steps=steps, guidance_scale=guidance_scale,
+                              atol=atol, rtol=rtol, callback=callback)
+        waveform = self.decode(sampled.latent, visual.duration)
+        return GeneratedAudio(waveform=waveform, sample_rate=self.sample_rate, duration=visual.duration,
+                              seeds=sampled.seeds, solver=solver, steps=sampled.steps,
+                              evaluations=sampled.evaluations)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _converted_folder_files(checkpoint: str | os.PathLike | None) -> dict[str, Path]:
+    """Component files inside a folder written by ``python -m vssflow_core convert`` (the official checkpoint also
+    carries the exact CLIP tower, VAE and vocoder it was trained with)."""
+    if checkpoint is None or not Path(checkpoint).expanduser().is_dir():
+        return {}
+    from .convert import COMPONENT_FILES
+
+    folder = Path(checkpoint).expanduser()
+    return {name: folder / file for name, file in COMPONENT_FILES.items()
+            if name != "vssflow" and (folder / file).is_file()}
+
+
+def _read_config(path: Path | None, parse: Callable[[Mapping[str, Any]], Any]) -> Any:
+    if path is None:
+        return None
+    try:
+        return parse(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise PipelineConfigError(f"cannot use the configuration {path}: {exc}") from None
+
+
+def _reference_audio(reference: Any, sample_rate: int | None) -> tuple[torch.Tensor | np.ndarray, int]:
+    """(waveform, rate) from the forms a speaker reference arrives in."""
+    if isinstance(reference, (str, os.PathLike)):
+        from .media.audio_io import read_audio
+
+        return read_audio(reference)
+    if isinstance(reference, Mapping) and "waveform" in reference:  # ComfyUI AUDIO: [B, C, T], first item used
+        return reference["waveform"][0], int(reference["sample_rate"])
+    if isinstance(reference, tuple) and len(reference) == 2:
+        return reference[0], int(reference[1])
+    if sample_rate is None:
+        raise ValueError("a speaker reference given as a waveform needs its sample rate")
+    return reference, int(sample_rate)
