@@ -18,7 +18,7 @@ from vssflow_core.convert import main as convert_main
 from vssflow_core.flow.guidance import GuidedVelocity
 from vssflow_core.weights.checkpoint import CheckpointError, load_vssflow, read_state_dict, split_components
 
-from vssflow_golden import load_small_model, small_conditions
+from golden import load_small_model, small_conditions
 
 
 @pytest.fixture(scope="module")

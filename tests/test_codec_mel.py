@@ -17,10 +17,7 @@ from vssflow_core.codec.mel import (
 )
 from vssflow_core.config import MEL, SEQUENCE
 
-
-def assert_matches_golden(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    # golden tolerance: rtol 1e-4, atol 1e-5 of the stored tensor's scale
-    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
+from golden import assert_matches_golden
 
 
 def test_mel_rates_agree_with_the_sequence_rates() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,21 +19,9 @@ from vssflow_core.codec.vae import (
 from vssflow_core.config import MEL, SEQUENCE, VSSFlowConfig
 from vssflow_core.weights.checkpoint import CheckpointError
 
+from golden import assert_matches_golden, full_checkpoint_shapes
+
 IO_TENSORS = ("mel_in", "latent_mean", "latent_std", "packed", "mel_out")
-
-
-def assert_matches_golden(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
-
-
-def full_size_shapes(golden_dir: Path, prefix: str) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of the real checkpoint's entries under ``prefix`` (prefix stripped), in checkpoint order."""
-    shapes = {}
-    for line in (golden_dir / "vssflow_state_dict_full.txt").read_text().splitlines():
-        if line.startswith(prefix):
-            key, shape, _ = line.split("\t")
-            shapes[key[len(prefix) :]] = tuple(json.loads(shape))
-    return shapes
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +97,13 @@ def test_full_size_model_has_exactly_the_checkpoint_keys_and_shapes(golden_dir) 
     with torch.device("meta"):
         model = MelVAE(VAEConfig())
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    expected = full_size_shapes(golden_dir, "vae.")
+    expected = full_checkpoint_shapes(golden_dir, "vae.")
     assert len(expected) == 204
     assert list(ours.items()) == list(expected.items())
 
 
 def test_full_size_config_is_read_off_the_checkpoint_shapes(golden_dir) -> None:
-    shapes = full_size_shapes(golden_dir, "vae.")
+    shapes = full_checkpoint_shapes(golden_dir, "vae.")
     as_tensors = {k: torch.empty(shape, device="meta") for k, shape in shapes.items()}
     assert VAEConfig.from_state_dict(as_tensors) == VAEConfig()
     assert vae_from_state_dict(as_tensors, device="meta").state_dict().keys() == shapes.keys()  # strict, no memory

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +20,8 @@ from vssflow_core.encoders.clip import (
     to_openai_visual_layout,
 )
 from vssflow_core.weights.checkpoint import CheckpointError, read_state_dict
+
+from golden import full_checkpoint_shapes
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -204,18 +205,8 @@ def test_ambiguous_frame_layout_is_rejected():
     assert preprocess_clip_frames(torch.rand(2, 3, 8, 3), 16, channels_last=True).shape == (2, 3, 16, 16)
 
 
-def _full_listing(golden_dir: Path) -> dict[str, tuple[int, ...]]:
-    """``image_encoder.visual.*`` names and shapes of the official full checkpoint, ``image_encoder.`` stripped."""
-    shapes = {}
-    for line in (golden_dir / "vssflow_state_dict_full.txt").read_text().splitlines():
-        if line.startswith("image_encoder.visual."):
-            name, shape = line.split("\t")[:2]
-            shapes[name.removeprefix("image_encoder.")] = tuple(int(s) for s in shape.strip("[]").split(",") if s)
-    return shapes
-
-
 def test_full_size_layout_on_meta(golden_dir):
-    expected = _full_listing(golden_dir)
+    expected = full_checkpoint_shapes(golden_dir, "image_encoder.")
     assert expected, "the full state-dict listing has no image_encoder.visual.* lines"
     with torch.device("meta"):
         model = CLIPVisualEncoder(CLIPVisionConfig())

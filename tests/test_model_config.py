@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
 
 from vssflow_core.config import SEQUENCE, VSSFlowConfig
 from vssflow_core.model.vssflow import VSSFlow
 from vssflow_core.weights.checkpoint import to_official_keys
+
+from golden import full_checkpoint_shapes
 
 NETWORK_PREFIXES = ("vaflow.", "lip_proj.", "synch_proj.", "ref_proj.", "cond_proj.", "phone_embedding.")
 
@@ -19,18 +19,8 @@ def meta_model(cfg: VSSFlowConfig = VSSFlowConfig()) -> VSSFlow:
         return VSSFlow(cfg)
 
 
-def official_listing(golden_dir) -> dict[str, tuple[int, ...]]:
-    shapes = {}
-    for line in (golden_dir / "vssflow_state_dict_full.txt").read_text().splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        key, shape, _ = line.split("\t")
-        shapes[key] = tuple(int(n) for n in re.findall(r"\d+", shape))
-    return shapes
-
-
 def test_full_size_model_has_exactly_the_official_network_keys_and_shapes(golden_dir):
-    expected = {k: s for k, s in official_listing(golden_dir).items() if k.startswith(NETWORK_PREFIXES)}
+    expected = {k: s for k, s in full_checkpoint_shapes(golden_dir).items() if k.startswith(NETWORK_PREFIXES)}
     ours = {k: tuple(v.shape) for k, v in to_official_keys(meta_model().state_dict()).items()}
     assert ours == expected
 

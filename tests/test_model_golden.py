@@ -9,7 +9,7 @@ from vssflow_core.flow.guidance import GuidedVelocity
 from vssflow_core.flow.path import flow_matching_loss, with_conditions
 from vssflow_core.flow.solvers import make_solver
 
-from vssflow_golden import assert_close, load_small_model, small_conditions
+from golden import assert_matches_golden, load_small_model, small_conditions
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,8 @@ def test_small_checkpoint_loads_strictly_with_the_configuration_its_shapes_imply
 
 
 def test_conditions_are_padded_projected_and_routed_as_official(conditions, io):
-    assert_close(conditions.context, io["cross_attn_cond"])
-    assert_close(conditions.latent_cond, io["latent_cond"])
+    assert_matches_golden(conditions.context, io["cross_attn_cond"])
+    assert_matches_golden(conditions.latent_cond, io["latent_cond"])
 
 
 def test_sample_without_speech_lips_or_speaker_has_exactly_zero_for_those_conditions(conditions, model):
@@ -55,13 +55,13 @@ def test_rotary_tables_match(model, io):
 
 def test_dit_velocity_matches(model, conditions, io):
     with torch.no_grad():
-        assert_close(model(io["x_t"], io["t"], conditions.context), io["v"])
+        assert_matches_golden(model(io["x_t"], io["t"], conditions.context), io["v"])
 
 
 def test_guided_velocity_matches_and_keeps_condition_channels_fixed(model, conditions, io):
     with torch.no_grad():
         v = GuidedVelocity(model, conditions, guidance_scale=3.0)(io["t_cfg"], io["x_t"])
-    assert_close(v, io["v_cfg"])
+    assert_matches_golden(v, io["v_cfg"])
     assert torch.count_nonzero(v[:, model.latent_channels:]) == 0
 
 

@@ -3,38 +3,22 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from typing import Iterator
 
 import pytest
 
+from offline import network_forbidden
+
 import vssflow_core.text.g2p as g2p_module
 from vssflow_core.text.g2p import G2p, NounTagger, get_g2p, load_pos_tagger, sentence_features
 
 
-def _forbid(*args, **kwargs):
-    raise AssertionError("network access attempted")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def offline() -> Iterator[list]:
-    """Sockets raise, nltk.download is recorded and raises; the shared converter is rebuilt under these rules."""
-    nltk = pytest.importorskip("nltk")
-    downloads: list = []
-
-    def spy(*args, **kwargs):
-        downloads.append(args)
-        raise AssertionError(f"nltk.download called with {args}")
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(socket, "socket", _forbid)
-        mp.setattr(socket, "create_connection", _forbid)
-        mp.setattr(nltk, "download", spy)
-        mp.setattr(nltk.downloader, "download", spy)
-        mp.setattr(nltk.downloader.Downloader, "download", spy)
-        g2p_module._instance = None  # prove the load path itself is offline
+    """The whole module runs with the network forbidden and the G2P rebuilt under that rule."""
+    with network_forbidden() as downloads:
         yield downloads
     assert downloads == []
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from offline import network_forbidden
 import torch
 
-import vssflow_core.text.g2p as g2p_module
 from vssflow_core.config import SEQUENCE
 from vssflow_core.text.phonemes import (
     BLANK,
@@ -25,27 +25,10 @@ from vssflow_core.text.phonemes import (
 )
 
 
-def _forbid(*args, **kwargs):
-    raise AssertionError("network access attempted")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def offline() -> Iterator[list]:
-    """Sockets raise and nltk.download is a recording spy for the whole module; G2P is (re)built under these rules."""
-    nltk = pytest.importorskip("nltk")
-    downloads: list = []
-
-    def spy(*args, **kwargs):
-        downloads.append(args)
-        raise AssertionError(f"nltk.download called with {args}")
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(socket, "socket", _forbid)
-        mp.setattr(socket, "create_connection", _forbid)
-        mp.setattr(nltk, "download", spy)
-        mp.setattr(nltk.downloader, "download", spy)
-        mp.setattr(nltk.downloader.Downloader, "download", spy)
-        g2p_module._instance = None
+    """The whole module runs with the network forbidden and the G2P rebuilt under that rule."""
+    with network_forbidden() as downloads:
         yield downloads
     assert downloads == []
 
