@@ -8,7 +8,6 @@ the SpeechT5HifiGan vocoder), so loading, routing, sampling, decoding and muxing
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -20,7 +19,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from safetensors.torch import save_file
 
 from test_media_mux import (
     band_energy,
@@ -29,15 +27,11 @@ from test_media_mux import (
     sine,
     video_packet_digest,
 )
-from vssflow_core.codec.vae import MelVAE, VAEConfig
-from vssflow_core.codec.vocoder import HifiGanVocoder, VocoderConfig
-from vssflow_core.config import VSSFlowConfig
-from vssflow_core.encoders.clip import CLIPVisionConfig, CLIPVisualEncoder
-from vssflow_core.encoders.rawnet3 import RawNet3, RawNet3Config
-from vssflow_core.encoders.synchformer import SynchformerConfig, SynchformerVisualEncoder
+from tiny_models import CLIP_CFG, VAE_CFG, build_tiny_components, save_module as _save
+from vssflow_core.codec.vae import MelVAE
+from vssflow_core.encoders.clip import CLIPVisualEncoder
 from vssflow_core.generate import main as generate_main
 from vssflow_core.media.mux import AAC_FRAME_SAMPLES
-from vssflow_core.model.vssflow import VSSFlow
 from vssflow_core.pipeline import (
     ClipTooLongError,
     PipelineConfigError,
@@ -47,50 +41,11 @@ from vssflow_core.pipeline import (
     phoneme_frame_ids,
 )
 from vssflow_core.video.synthetic import make_counter_video
-from vssflow_core.weights.checkpoint import save_vssflow
 from vssflow_core.weights.hub import MissingWeightsError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SR = 16_000
 HELLO = "HH AH0 L OW1"  # ARPAbet: no G2P start-up cost in these tests
-
-# Tiny widths: the network's input widths must equal the encoders' output widths.
-CLIP_CFG = CLIPVisionConfig(width=64, layers=1, heads=1, patch_size=16, input_resolution=32, output_dim=32)
-SYNCH_CFG = SynchformerConfig(embed_dim=64, depth=1, num_heads=1, patch_size=16, img_size=32, num_frames=16)
-RAWNET_CFG = RawNet3Config(channels=32, n_out=32, pooled_channels=48, attention_channels=8)
-VAE_CFG = VAEConfig(block_out_channels=(16, 16, 16), layers_per_block=1, latent_channels=8, norm_num_groups=8)
-VOCODER_CFG = VocoderConfig(upsample_initial_channel=32, resblock_kernel_sizes=(3,),
-                            resblock_dilation_sizes=((1, 3, 5),))
-NET_CFG = VSSFlowConfig(clip_dim=64, synch_dim=64, speaker_dim=32, lip_dim=1024, context_dim=32, lip_channels=16,
-                        phone_channels=8, synch_channels=16, num_layers=1, num_heads=2, head_dim=16, num_kv_heads=2,
-                        time_proj_dim=32, ff_mult=2)
-
-
-def _save(module: torch.nn.Module, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
-    return path
-
-
-def build_tiny_components(root: Path) -> dict[str, Path]:
-    torch.manual_seed(0)
-    clip, synch = CLIPVisualEncoder(CLIP_CFG), SynchformerVisualEncoder(SYNCH_CFG)
-    for p in [*clip.parameters(), *synch.parameters()]:  # the modules' zero-initialised embeddings would hide bugs
-        torch.nn.init.normal_(p, std=0.02)
-    vae_dir = root / "vae"
-    _save(MelVAE(VAE_CFG), vae_dir / "diffusion_pytorch_model.safetensors")
-    (vae_dir / "config.json").write_text(json.dumps(dataclasses.asdict(VAE_CFG)))  # diffusers folder layout
-    net = root / "vssflow.safetensors"
-    save_vssflow(VSSFlow(NET_CFG), net)
-    return {
-        "checkpoint": net,
-        "clip": _save(clip, root / "clip.safetensors"),
-        "synchformer": _save(synch, root / "synchformer.safetensors"),
-        "rawnet3": _save(RawNet3(RAWNET_CFG).eval(), root / "rawnet3.safetensors"),
-        "vae": vae_dir,
-        "vocoder": _save(HifiGanVocoder(VOCODER_CFG), root / "vocoder.safetensors"),
-    }
-
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():

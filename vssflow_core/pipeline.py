@@ -7,12 +7,17 @@ node can call on its own:
    25 fps ``[1, 30, 8, D]`` over the 10 s window (black frames past the end of a shorter clip, as the official
    extractors pad), plus the clip's duration;
 2. :func:`phoneme_frame_ids`: the transcript's phoneme ids stretched over the speech window (all zeros = no speech);
+   :func:`phoneme_track` prepares them before the clip is known (the window's end can stay "the end of the clip");
 3. :meth:`VSSFlowPipeline.speaker_embedding`: RawNet3 of a reference utterance (zeros without one);
    :meth:`VSSFlowPipeline.lip_features`: precomputed AV-HuBERT features (zeros without, as ``infer.py`` feeds);
 4. :meth:`VSSFlowPipeline.conditions` then :meth:`VSSFlowPipeline.sample`: the guided flow from N(0, I) to a packed
    latent ``[B, 128, 250]`` (dopri5, atol = rtol = 1e-5, w = 3 by default), one seeded generator per batch item;
 5. :meth:`VSSFlowPipeline.decode`: unpack -> VAE decoder -> log-mel -> HiFi-GAN -> exactly
    ``round(duration * 16000)`` samples.
+
+The frozen helpers (CLIP, Synchformer, VAE, vocoder, RawNet3) form a :class:`PipelineComponents`, loadable and usable
+without the network (encode a video, decode a latent); :func:`load_network` loads the network alone and
+:meth:`VSSFlowPipeline.from_components` pairs the two, so a graph can load each once and share them.
 
 The model generates a 10 s window; shorter clips are generated in that window and trimmed, longer ones are refused
 for now (:class:`ClipTooLongError`).
@@ -25,7 +30,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -41,7 +46,8 @@ from .encoders.synchformer import SynchformerVisualEncoder, load_synchformer
 from .flow.guidance import OFFICIAL_GUIDANCE_SCALE, GuidedVelocity
 from .flow.solvers import SOLVER_NAMES, make_solver
 from .model.vssflow import Conditions, VSSFlow
-from .text import phonemize, silent_frame_ids
+from .text import silent_frame_ids, stretch_ids, tokens_to_ids, transcript_to_tokens
+from .text.phonemes import Mode, check_speech_window
 from .video import as_frame_source, clip_frames, synchformer_frames
 
 __all__ = [
@@ -52,6 +58,8 @@ __all__ = [
     "OFFICIAL_SOLVER",
     "ClipTooLongError",
     "GeneratedAudio",
+    "PhonemeTrack",
+    "PipelineComponents",
     "PipelineConfigError",
     "ProgressCallback",
     "SampledLatent",
@@ -59,8 +67,11 @@ __all__ = [
     "VSSFlowPipeline",
     "VisualFeatures",
     "check_duration",
+    "component_path",
     "default_device",
+    "load_network",
     "phoneme_frame_ids",
+    "phoneme_track",
 ]
 
 OFFICIAL_SOLVER = "dopri5"
@@ -155,6 +166,63 @@ def check_duration(duration: float, sequence: SequenceConfig = SEQUENCE) -> floa
     return min(float(duration), limit)
 
 
+@dataclass(frozen=True)
+class PhonemeTrack:
+    """A transcript as phonemes, placed on the clip's time axis.
+
+    ``end`` None means "the end of the clip": it is fixed only when the clip's duration is known (:meth:`frame_ids`),
+    so a transcript can be prepared before, or independently of, the video.  No ids means a clip without speech.
+    """
+
+    tokens: tuple[str, ...] = ()  # with <blank> at both ends; punctuation kept (it maps to <blank>)
+    ids: tuple[int, ...] = ()  # one id per token
+    start: float = 0.0  # seconds
+    end: float | None = None  # seconds, None = the end of the clip
+
+    @property
+    def silent(self) -> bool:
+        return not self.ids
+
+    def window(self, duration: float | None = None, sequence: SequenceConfig = SEQUENCE) -> tuple[float, float]:
+        """``(start, end)`` in seconds for a clip of ``duration`` seconds (the whole window when unknown); raises
+        ``ValueError`` when the speech would end after the clip."""
+        limit = sequence.duration_sec if duration is None else check_duration(duration, sequence)
+        end = limit if self.end is None else float(self.end)
+        if end > limit + 1e-6:
+            raise ValueError(f"the speech window ends at {end:g} s, after the end of the clip ({limit:.2f} s)")
+        return float(self.start), end
+
+    def frame_ids(self, duration: float | None = None, sequence: SequenceConfig = SEQUENCE) -> torch.Tensor:
+        """Per-latent-frame phoneme ids ``[L]`` (int64) for a clip of ``duration`` seconds; all zeros when silent."""
+        if self.silent:
+            return silent_frame_ids(sequence)
+        start, end = self.window(duration, sequence)
+        return stretch_ids(self.ids, start, end, sequence)
+
+
+def phoneme_track(
+    transcript: str | None,
+    speech_start: float | None = None,
+    speech_end: float | None = None,
+    duration: float | None = None,
+    mode: Mode = "auto",
+    sequence: SequenceConfig = SEQUENCE,
+) -> PhonemeTrack:
+    """The transcript (English text or ARPAbet, see ``mode``) as a :class:`PhonemeTrack`.
+
+    No transcript (None, or only white space) gives a silent track.  The speech window is checked before any G2P
+    work, against the clip when ``duration`` is known and against the 10 s window otherwise; ``speech_end`` None
+    stays "the end of the clip".
+    """
+    if transcript is None or not transcript.strip():
+        return PhonemeTrack()
+    track = PhonemeTrack(start=0.0 if speech_start is None else float(speech_start),
+                         end=None if speech_end is None else float(speech_end))
+    check_speech_window(*track.window(duration, sequence), sequence)  # a bad window fails fast and cheaply
+    tokens = transcript_to_tokens(transcript, mode)
+    return PhonemeTrack(tokens=tuple(tokens), ids=tuple(tokens_to_ids(tokens)), start=track.start, end=track.end)
+
+
 def phoneme_frame_ids(
     transcript: str | None,
     speech_start: float | None = None,
@@ -168,14 +236,23 @@ def phoneme_frame_ids(
     trained.  Otherwise the phonemes are stretched over ``[speech_start, speech_end]`` (default: the whole clip,
     which is what training did: the utterance's duration was the clip's) and the window must lie inside the clip.
     """
-    if transcript is None or not transcript.strip():
-        return silent_frame_ids(sequence)
-    limit = sequence.duration_sec if duration is None else check_duration(duration, sequence)
-    start = 0.0 if speech_start is None else float(speech_start)
-    end = limit if speech_end is None else float(speech_end)
-    if end > limit + 1e-6:
-        raise ValueError(f"the speech window ends at {end:g} s, after the end of the clip ({limit:.2f} s)")
-    return phonemize(transcript, start, end, sequence=sequence).frame_ids
+    return phoneme_track(transcript, speech_start, speech_end, duration, sequence=sequence).frame_ids(duration,
+                                                                                                    sequence)
+
+
+def component_path(component: str, path: str | os.PathLike) -> Path:
+    """The path to load a component from, given the weights file a user picked.
+
+    A VAE or vocoder weights file with the diffusers/transformers name (``diffusion_pytorch_model.*``,
+    ``model.safetensors``, ``pytorch_model.bin``) next to a ``config.json`` stands for its folder, so the loader reads
+    the exact configuration instead of inferring it from tensor shapes.  Anything else is the file itself.
+    """
+    path = Path(path).expanduser()
+    names = {"vae": ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"),
+             "vocoder": ("model.safetensors", "pytorch_model.bin")}.get(component, ())
+    if path.name in names and (path.parent / "config.json").is_file():
+        return path.parent
+    return path
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -206,16 +283,16 @@ def _expand(x: torch.Tensor, batch: int) -> torch.Tensor:
     return x.expand(batch, *x.shape[1:])
 
 
-class VSSFlowPipeline:
-    """The loaded VSSFlow network and its frozen helpers, with the generation stages as methods.
+class PipelineComponents:
+    """The frozen helpers around the network: CLIP and Synchformer (video in), the VAE and vocoder (audio out), and
+    optionally RawNet3 (speaker reference).  They need no VSSFlow network, so a graph can load them once, encode a
+    video and decode a latent with them, and pair them with any network of matching widths.
 
-    The VSSFlow network runs in ``dtype`` (float32 or bfloat16); the encoders, VAE and vocoder stay in float32 (they
-    are small, and their outputs are what the network was trained on).
+    Everything runs in float32 (the modules are small, and their outputs are what the network was trained on).
     """
 
     def __init__(
         self,
-        model: VSSFlow,
         clip: CLIPVisualEncoder,
         synchformer: SynchformerVisualEncoder,
         vae: MelVAE,
@@ -224,24 +301,31 @@ class VSSFlowPipeline:
         *,
         sequence: SequenceConfig = SEQUENCE,
     ):
-        self.model = model.eval().requires_grad_(False)
         self.clip = clip.eval().requires_grad_(False)
         self.synchformer = synchformer.eval().requires_grad_(False)
         self.vae = vae.eval().requires_grad_(False)
         self.vocoder = vocoder.eval().requires_grad_(False)
         self.rawnet3 = None if rawnet3 is None else rawnet3.eval().requires_grad_(False)
         self.sequence = sequence
-        self._check_compatible()
+        problems = self._problems()
+        if problems:
+            raise PipelineConfigError("the loaded components do not fit together: " + "; ".join(problems))
 
-    # ---------------------------------------------------------------------------------------------------- properties
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+    def _problems(self) -> list[str]:
+        seq, problems = self.sequence, []
+        if self.synchformer.config.num_frames != seq.synch_segment_frames:
+            problems.append(f"Synchformer takes {self.synchformer.config.num_frames}-frame segments, the window is cut "
+                            f"into {seq.synch_segment_frames}-frame segments")
+        vae, voc = self.vae.config, self.vocoder.config
+        if voc.model_in_dim % vae.downsample_factor:
+            problems.append(f"{voc.model_in_dim} mel bins are not divisible by the VAE's {vae.downsample_factor}x")
+        if vae.downsample_factor != seq.latent_downsample:
+            problems.append(f"the VAE downsamples time {vae.downsample_factor}x, the latent rate needs "
+                            f"{seq.latent_downsample}x")
+        if voc.hop_length != seq.mel_hop_length or voc.sampling_rate != seq.sample_rate:
+            problems.append(f"the vocoder makes {voc.hop_length} samples per frame at {voc.sampling_rate} Hz, the "
+                            f"model needs {seq.mel_hop_length} at {seq.sample_rate} Hz")
+        return problems
 
     @property
     def sample_rate(self) -> int:
@@ -251,43 +335,25 @@ class VSSFlowPipeline:
     def has_speaker_encoder(self) -> bool:
         return self.rawnet3 is not None
 
-    def _check_compatible(self) -> None:
-        cfg, seq = self.model.cfg, self.sequence
-        problems = []
-        if self.clip.config.width != cfg.clip_dim:
-            problems.append(f"CLIP gives {self.clip.config.width}-d features, the network expects {cfg.clip_dim}")
-        if self.synchformer.config.embed_dim != cfg.synch_dim:
-            problems.append(f"Synchformer gives {self.synchformer.config.embed_dim}-d features, the network expects "
-                            f"{cfg.synch_dim}")
-        if self.synchformer.config.num_frames != seq.synch_segment_frames:
-            problems.append(f"Synchformer takes {self.synchformer.config.num_frames}-frame segments, the window is cut "
-                            f"into {seq.synch_segment_frames}-frame segments")
-        if self.rawnet3 is not None and self.rawnet3.config.n_out != cfg.speaker_dim:
-            problems.append(f"RawNet3 gives {self.rawnet3.config.n_out}-d embeddings, the network expects "
-                            f"{cfg.speaker_dim}")
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the packed latent the VAE and vocoder decode (VAE channels x mel bins / downsampling)."""
         vae, voc = self.vae.config, self.vocoder.config
-        if voc.model_in_dim % vae.downsample_factor:
-            problems.append(f"{voc.model_in_dim} mel bins are not divisible by the VAE's {vae.downsample_factor}x")
-        elif vae.latent_channels * (voc.model_in_dim // vae.downsample_factor) != cfg.latent_channels:
-            problems.append(f"the VAE packs {vae.latent_channels} x {voc.model_in_dim // vae.downsample_factor} latent "
-                            f"channels, the network generates {cfg.latent_channels}")
-        if vae.downsample_factor != seq.latent_downsample:
-            problems.append(f"the VAE downsamples time {vae.downsample_factor}x, the latent rate needs "
-                            f"{seq.latent_downsample}x")
-        if voc.hop_length != seq.mel_hop_length or voc.sampling_rate != seq.sample_rate:
-            problems.append(f"the vocoder makes {voc.hop_length} samples per frame at {voc.sampling_rate} Hz, the "
-                            f"model needs {seq.mel_hop_length} at {seq.sample_rate} Hz")
-        if problems:
-            raise PipelineConfigError("the loaded components do not fit together: " + "; ".join(problems))
+        return vae.latent_channels * (voc.model_in_dim // vae.downsample_factor)
 
-    # ---------------------------------------------------------------------------------------------------- loading
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """The loaded modules by name (for moving them between devices)."""
+        found = {"clip": self.clip, "synchformer": self.synchformer, "vae": self.vae, "vocoder": self.vocoder}
+        if self.rawnet3 is not None:
+            found["rawnet3"] = self.rawnet3
+        return found
 
     @classmethod
     def load(
         cls,
         checkpoint: str | os.PathLike | None = None,
         *,
-        models_dir: str | os.PathLike | None = None,
+        models_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
         clip: str | os.PathLike | None = None,
         synchformer: str | os.PathLike | None = None,
         vae: str | os.PathLike | None = None,
@@ -297,49 +363,22 @@ class VSSFlowPipeline:
         download: bool = False,
         verify: bool = True,
         device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-        head_dim: int | None = None,
-    ) -> "VSSFlowPipeline":
-        """Load every component.
+    ) -> "PipelineComponents":
+        """Load the frozen components; see :meth:`VSSFlowPipeline.load` for where each is found.
 
-        A component given as a path is loaded from it as is (its loader still checks keys and shapes strictly).
-        One not given is taken from a folder written by ``python -m vssflow_core convert`` when ``checkpoint`` is
-        such a folder and holds it, else found through :func:`vssflow_core.weights.hub.resolve` in ``models_dir``
-        (default ``$VSSFLOW_MODELS_DIR``) or the Hugging Face cache, checked against the registry unless
-        ``verify=False``, and fetched first with ``download=True``.  Missing weights raise
-        :class:`~vssflow_core.weights.hub.MissingWeightsError`, whose message says how to get them.
-
-        ``speaker``: True requires the RawNet3 speaker encoder, False skips it, None loads it when it can be found.
+        ``models_dir`` may be a list of folders: the first that holds a component wins, and downloads go to the first.
         """
-        from .weights.checkpoint import load_vssflow
-        from .weights.hub import MissingWeightsError, resolve
+        from .weights.hub import MissingWeightsError
 
         device = torch.device(device) if device is not None else default_device()
-        converted = _converted_folder_files(checkpoint)
-
-        def find(component: str, given: str | os.PathLike | None) -> tuple[Path, Path | None]:
-            """(weights, config.json or None) of a component."""
-            if given is not None:
-                return Path(given).expanduser(), None
-            if component in converted:
-                return converted[component], None
-            found = resolve(component, models_dir=models_dir, download=download, verify=verify)
-            return found.weights, found.config
-
-        network_path, _ = find("vssflow", checkpoint)
-        model = load_vssflow(network_path, head_dim=head_dim, dtype=dtype, device=device)
-
-        clip_path, _ = find("clip", clip)
-        clip_model = load_clip_visual(clip_path, device=device)
-        synch_path, _ = find("synchformer", synchformer)
-        synch_model = load_synchformer(synch_path, device=device)
-
+        find = _component_finder(checkpoint, models_dir, download, verify)
+        clip_model = load_clip_visual(find("clip", clip)[0], device=device)
+        synch_model = load_synchformer(find("synchformer", synchformer)[0], device=device)
         vae_path, vae_config = find("vae", vae)
         vae_model = load_vae(vae_path, _read_config(vae_config, VAEConfig.from_diffusers_config), device=device)
         voc_path, voc_config = find("vocoder", vocoder)
         voc_model = load_vocoder(voc_path, _read_config(voc_config, VocoderConfig.from_transformers_config),
                                  device=device)
-
         speaker_model = None
         if rawnet3 is not None or speaker:
             speaker_model = load_rawnet3(find("rawnet3", rawnet3)[0], device=device)
@@ -350,7 +389,7 @@ class VSSFlowPipeline:
                 speaker_path = None  # optional: generation without a speaker reference does not need it
             if speaker_path is not None:
                 speaker_model = load_rawnet3(speaker_path, device=device)
-        return cls(model, clip_model, synch_model, vae_model, voc_model, speaker_model)
+        return cls(clip_model, synch_model, vae_model, voc_model, speaker_model)
 
     # ---------------------------------------------------------------------------------------------------- stages
 
@@ -363,8 +402,8 @@ class VSSFlowPipeline:
         clip_batch_size: int = 32,
         synch_batch_size: int = 8,
     ) -> VisualFeatures:
-        """CLIP and Synchformer features of a video: a path, a ComfyUI VIDEO / VideoComponents, or frames
-        ``[F, H, W, 3]`` (float 0..1 or uint8) with ``fps``.
+        """CLIP and Synchformer features of a video: a path, a ComfyUI VIDEO / VideoComponents, a frame source, or
+        frames ``[F, H, W, 3]`` (float 0..1 or uint8) with ``fps``.
 
         Raises :class:`ClipTooLongError` (before any encoding) for clips longer than the 10 s window, and
         :class:`~vssflow_core.video.VideoError` subclasses for videos that cannot be read.
@@ -385,6 +424,165 @@ class VSSFlowPipeline:
         return VisualFeatures(clip=clip[None], synch=synch[None], duration=duration,
                               source_fps=float(clip_in.source_fps))
 
+    def speaker_embedding(self, reference: Any, sample_rate: int | None = None) -> torch.Tensor:
+        """RawNet3 embedding of a reference utterance (a path, a ``(waveform, sample_rate)`` pair, a ComfyUI AUDIO
+        dict, or a waveform with ``sample_rate``), on RawNet3's device."""
+        if self.rawnet3 is None:
+            raise ValueError("a speaker reference needs the RawNet3 speaker encoder, which was not loaded; load it "
+                             "(python -m vssflow_core download rawnet3) or leave the reference out")
+        waveform, rate = _reference_audio(reference, sample_rate)
+        return rawnet3_speaker_embedding(self.rawnet3, waveform, rate)
+
+    @torch.inference_mode()
+    def decode(self, latent: torch.Tensor, duration: float | None = None) -> torch.Tensor:
+        """Packed latent ``[B, 128, L]`` -> waveform ``[B, round(duration * 16000)]`` float32 on the CPU (the whole
+        window when ``duration`` is None)."""
+        duration = self.sequence.duration_sec if duration is None else check_duration(duration, self.sequence)
+        vae_param = next(self.vae.parameters())
+        latent = unpack_latent(latent.to(vae_param.device, vae_param.dtype), self.vae.config.latent_channels)
+        mel = self.vae.decode(latent)  # [B, 1, frames, mel bins]
+        voc_param = next(self.vocoder.parameters())
+        waveform = self.vocoder(mel[:, 0].to(voc_param.device, voc_param.dtype))  # [B, frames * hop + overshoot]
+        samples = round(duration * self.sequence.sample_rate)
+        if waveform.shape[-1] < samples:
+            raise PipelineConfigError(f"the vocoder made {waveform.shape[-1]} samples, fewer than the {samples} "
+                                      f"of a {duration:g} s clip")
+        return waveform[:, :samples].float().cpu()
+
+
+def load_network(
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    models_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    download: bool = False,
+    verify: bool = True,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    head_dim: int | None = None,
+) -> VSSFlow:
+    """The VSSFlow network from ``checkpoint`` (a file or a converted folder), else found in the models folder(s)."""
+    from .weights.checkpoint import load_vssflow
+
+    device = torch.device(device) if device is not None else default_device()
+    path, _ = _component_finder(checkpoint, models_dir, download, verify)("vssflow", checkpoint)
+    return load_vssflow(path, head_dim=head_dim, dtype=dtype, device=device)
+
+
+class VSSFlowPipeline:
+    """The loaded VSSFlow network and its frozen helpers (:class:`PipelineComponents`), with the generation stages as
+    methods.
+
+    The VSSFlow network runs in ``dtype`` (float32 or bfloat16); the encoders, VAE and vocoder stay in float32 (they
+    are small, and their outputs are what the network was trained on).
+    """
+
+    def __init__(
+        self,
+        model: VSSFlow,
+        clip: CLIPVisualEncoder,
+        synchformer: SynchformerVisualEncoder,
+        vae: MelVAE,
+        vocoder: HifiGanVocoder,
+        rawnet3: RawNet3 | None = None,
+        *,
+        sequence: SequenceConfig = SEQUENCE,
+    ):
+        self.components = PipelineComponents(clip, synchformer, vae, vocoder, rawnet3, sequence=sequence)
+        self.model = model.eval().requires_grad_(False)
+        self.clip, self.synchformer = self.components.clip, self.components.synchformer
+        self.vae, self.vocoder, self.rawnet3 = self.components.vae, self.components.vocoder, self.components.rawnet3
+        self.sequence = sequence
+        self._check_compatible()
+
+    @classmethod
+    def from_components(cls, model: VSSFlow, components: PipelineComponents) -> "VSSFlowPipeline":
+        """Pair a network with components loaded on their own (no copies are made)."""
+        return cls(model, components.clip, components.synchformer, components.vae, components.vocoder,
+                   components.rawnet3, sequence=components.sequence)
+
+    # ---------------------------------------------------------------------------------------------------- properties
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def sample_rate(self) -> int:
+        return self.sequence.sample_rate
+
+    @property
+    def has_speaker_encoder(self) -> bool:
+        return self.rawnet3 is not None
+
+    def _check_compatible(self) -> None:
+        cfg = self.model.cfg
+        problems = []
+        if self.clip.config.width != cfg.clip_dim:
+            problems.append(f"CLIP gives {self.clip.config.width}-d features, the network expects {cfg.clip_dim}")
+        if self.synchformer.config.embed_dim != cfg.synch_dim:
+            problems.append(f"Synchformer gives {self.synchformer.config.embed_dim}-d features, the network expects "
+                            f"{cfg.synch_dim}")
+        if self.rawnet3 is not None and self.rawnet3.config.n_out != cfg.speaker_dim:
+            problems.append(f"RawNet3 gives {self.rawnet3.config.n_out}-d embeddings, the network expects "
+                            f"{cfg.speaker_dim}")
+        vae, voc = self.vae.config, self.vocoder.config
+        if self.components.latent_channels != cfg.latent_channels:
+            problems.append(f"the VAE packs {vae.latent_channels} x {voc.model_in_dim // vae.downsample_factor} latent "
+                            f"channels, the network generates {cfg.latent_channels}")
+        if problems:
+            raise PipelineConfigError("the loaded components do not fit together: " + "; ".join(problems))
+
+    # ---------------------------------------------------------------------------------------------------- loading
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: str | os.PathLike | None = None,
+        *,
+        models_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        clip: str | os.PathLike | None = None,
+        synchformer: str | os.PathLike | None = None,
+        vae: str | os.PathLike | None = None,
+        vocoder: str | os.PathLike | None = None,
+        rawnet3: str | os.PathLike | None = None,
+        speaker: bool | None = None,
+        download: bool = False,
+        verify: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        head_dim: int | None = None,
+    ) -> "VSSFlowPipeline":
+        """Load every component.
+
+        A component given as a path is loaded from it as is (its loader still checks keys and shapes strictly).
+        One not given is taken from a folder written by ``python -m vssflow_core convert`` when ``checkpoint`` is
+        such a folder and holds it, else found through :func:`vssflow_core.weights.hub.resolve` in ``models_dir``
+        (default ``$VSSFLOW_MODELS_DIR``; a list of folders is searched in order) or the Hugging Face cache, checked
+        against the registry unless ``verify=False``, and fetched first with ``download=True``.  Missing weights
+        raise :class:`~vssflow_core.weights.hub.MissingWeightsError`, whose message says how to get them.
+
+        ``speaker``: True requires the RawNet3 speaker encoder, False skips it, None loads it when it can be found.
+        """
+        device = torch.device(device) if device is not None else default_device()
+        model = load_network(checkpoint, models_dir=models_dir, download=download, verify=verify, device=device,
+                             dtype=dtype, head_dim=head_dim)
+        components = PipelineComponents.load(checkpoint, models_dir=models_dir, clip=clip, synchformer=synchformer,
+                                             vae=vae, vocoder=vocoder, rawnet3=rawnet3, speaker=speaker,
+                                             download=download, verify=verify, device=device)
+        return cls.from_components(model, components)
+
+    # ---------------------------------------------------------------------------------------------------- stages
+
+    def encode_video(self, video: Any, *, fps: float | None = None, clip_batch_size: int = 32,
+                     synch_batch_size: int = 8) -> VisualFeatures:
+        """See :meth:`PipelineComponents.encode_video`."""
+        return self.components.encode_video(video, fps=fps, clip_batch_size=clip_batch_size,
+                                            synch_batch_size=synch_batch_size)
+
     def phoneme_ids(self, transcript: str | None, speech_start: float | None = None,
                     speech_end: float | None = None, duration: float | None = None) -> torch.Tensor:
         """See :func:`phoneme_frame_ids`."""
@@ -395,11 +593,7 @@ class VSSFlowPipeline:
         ComfyUI AUDIO dict, or a waveform with ``sample_rate``.  None gives zeros (the model's "no reference")."""
         if reference is None:
             return torch.zeros(self.model.cfg.speaker_dim, device=self.device)
-        if self.rawnet3 is None:
-            raise ValueError("a speaker reference needs the RawNet3 speaker encoder, which this pipeline was loaded "
-                             "without; load it (python -m vssflow_core download rawnet3) or leave the reference out")
-        waveform, rate = _reference_audio(reference, sample_rate)
-        return rawnet3_speaker_embedding(self.rawnet3, waveform, rate).to(self.device)
+        return self.components.speaker_embedding(reference, sample_rate).to(self.device)
 
     def lip_features(self, lip: Any = None) -> torch.Tensor:
         """Lip features ``[L, lip_dim]`` on the latent grid: None gives zeros (as the official in-the-wild inference);
@@ -488,21 +682,9 @@ class VSSFlowPipeline:
         return SampledLatent(latent=solution.x[:, : network.latent_channels].float(), seeds=seeds, solver=solver,
                              steps=solution.steps, evaluations=solution.evaluations)
 
-    @torch.inference_mode()
     def decode(self, latent: torch.Tensor, duration: float | None = None) -> torch.Tensor:
-        """Packed latent ``[B, 128, L]`` -> waveform ``[B, round(duration * 16000)]`` float32 on the CPU (the whole
-        window when ``duration`` is None)."""
-        duration = self.sequence.duration_sec if duration is None else check_duration(duration, self.sequence)
-        vae_param = next(self.vae.parameters())
-        latent = unpack_latent(latent.to(vae_param.device, vae_param.dtype), self.vae.config.latent_channels)
-        mel = self.vae.decode(latent)  # [B, 1, frames, mel bins]
-        voc_param = next(self.vocoder.parameters())
-        waveform = self.vocoder(mel[:, 0].to(voc_param.device, voc_param.dtype))  # [B, frames * hop + overshoot]
-        samples = round(duration * self.sequence.sample_rate)
-        if waveform.shape[-1] < samples:
-            raise PipelineConfigError(f"the vocoder made {waveform.shape[-1]} samples, fewer than the {samples} "
-                                      f"of a {duration:g} s clip")
-        return waveform[:, :samples].float().cpu()
+        """See :meth:`PipelineComponents.decode`."""
+        return self.components.decode(latent, duration)
 
     # ---------------------------------------------------------------------------------------------------- all at once
 
@@ -546,6 +728,33 @@ class VSSFlowPipeline:
 # --------------------------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------------------------
+
+
+def _component_finder(
+    checkpoint: str | os.PathLike | None,
+    models_dir: str | os.PathLike | Sequence[str | os.PathLike] | None,
+    download: bool,
+    verify: bool,
+) -> Callable[[str, str | os.PathLike | None], tuple[Path, Path | None]]:
+    """``find(component, given) -> (weights, config.json or None)``: the given path, else the converted checkpoint
+    folder's file, else the models folder(s) or the hub cache through the weights registry."""
+    from .weights.hub import resolve_any
+
+    converted = _converted_folder_files(checkpoint)
+    if models_dir is None or isinstance(models_dir, (str, os.PathLike)):
+        folders: list[Any] = [models_dir]
+    else:
+        folders = list(models_dir)
+
+    def find(component: str, given: str | os.PathLike | None) -> tuple[Path, Path | None]:
+        if given is not None:
+            return Path(given).expanduser(), None
+        if component in converted:
+            return converted[component], None
+        found = resolve_any(component, folders, download=download, verify=verify)
+        return found.weights, found.config
+
+    return find
 
 
 def _converted_folder_files(checkpoint: str | os.PathLike | None) -> dict[str, Path]:

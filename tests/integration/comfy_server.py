@@ -107,10 +107,14 @@ def server_env(python: Path) -> dict[str, str]:
 
 class ComfyServer:
     def __init__(self, workdir: Path, *, home: Path = COMFY_HOME, extra_args: tuple[str, ...] = (),
+                 model_folders: dict[str, Path] | None = None,
                  startup_timeout: float = float(os.environ.get("VSSFLOW_COMFYUI_STARTUP_TIMEOUT", "240"))):
+        """``model_folders``: extra model folders by folder_paths name (e.g. ``{"vssflow": tmp / "models/vssflow"}``),
+        passed to the server with ``--extra-model-paths-config``."""
         self.workdir = Path(workdir)
         self.home = home
         self.extra_args = tuple(extra_args)
+        self.model_folders = dict(model_folders or {})
         self.startup_timeout = startup_timeout
         self.log_path = self.workdir / "comfyui.log"
         self.output_dir = self.workdir / "output"
@@ -157,6 +161,7 @@ class ComfyServer:
             "--user-directory", str(self.user_dir),
             "--database-url", f"sqlite:///{self.workdir / 'comfyui.db'}",
             "--disable-auto-launch",
+            *self._model_paths_args(),
             *self.extra_args,
         ]
         with open(self.log_path, "ab") as log:
@@ -184,6 +189,15 @@ class ComfyServer:
                 raise ServerStartError(f"ComfyUI did not answer /system_stats within {self.startup_timeout:.0f} s "
                                        f"(log {self.log_path}):\n{self.log_tail()}")
             time.sleep(0.25)
+
+    def _model_paths_args(self) -> list[str]:
+        if not self.model_folders:
+            return []
+        config = self.workdir / "extra_model_paths.yaml"
+        lines = ["vssflow_tests:"] + [f"    {name}: {json.dumps(str(Path(path).resolve()))}"
+                                      for name, path in self.model_folders.items()]
+        config.write_text("\n".join(lines) + "\n")
+        return ["--extra-model-paths-config", str(config)]
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -297,6 +311,17 @@ class ComfyClient:
         if status != 200:
             raise RuntimeError(f"POST /interrupt -> HTTP {status}: {body[:2000]!r}")
 
+    def view_path(self, path: str) -> bytes:
+        """The bytes the server returns for ``GET path``."""
+        status, body = self.request("GET", path)
+        if status != 200:
+            raise RuntimeError(f"GET {path} -> HTTP {status}")
+        return body
+
+    def events(self, timeout: float = 10.0) -> "EventStream":
+        """This client's websocket (progress, executing, execution_* messages); use as a context manager."""
+        return EventStream(self.base_url, self.client_id, timeout)
+
     def view(self, filename: str, subfolder: str = "", type: str = "output") -> bytes:
         """The bytes of an output/temp/input file, as the frontend fetches them."""
         query = urllib.parse.urlencode({"filename": filename, "subfolder": subfolder, "type": type})
@@ -304,3 +329,101 @@ class ComfyClient:
         if status != 200:
             raise RuntimeError(f"GET /view?{query} -> HTTP {status}")
         return body
+
+
+class EventStream:
+    """The server's websocket for one client id (stdlib only): ``next()`` returns its JSON messages one at a time.
+
+    Only what ComfyUI needs: an HTTP upgrade, unmasked server frames (text, binary previews, ping, close), fragments
+    joined, pings answered. Connect before queueing a prompt so that its events come to this client id.
+    """
+
+    def __init__(self, base_url: str, client_id: str, timeout: float = 10.0):
+        import base64
+
+        parsed = urllib.parse.urlparse(base_url)
+        self.sock = socket.create_connection((parsed.hostname, parsed.port), timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (f"GET /ws?clientId={urllib.parse.quote(client_id)} HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
+                   f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                   f"Sec-WebSocket-Version: 13\r\n\r\n")
+        self.sock.sendall(request.encode())
+        self._buffer = b""
+        while b"\r\n\r\n" not in self._buffer:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("the server closed the websocket during the handshake")
+            self._buffer += chunk
+        head, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise ConnectionError(f"websocket upgrade refused: {head[:200]!r}")
+
+    def _read(self, n: int) -> bytes:
+        while len(self._buffer) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the server closed the websocket")
+            self._buffer += chunk
+        data, self._buffer = self._buffer[:n], self._buffer[n:]
+        return data
+
+    def _send(self, opcode: int, payload: bytes = b"") -> None:
+        mask = os.urandom(4)
+        header = bytes([0x80 | opcode, 0x80 | len(payload)])  # control frames only: payload < 126 bytes
+        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def _read_frame(self) -> tuple[bool, int, bytes]:
+        import struct
+
+        b0, b1 = self._read(2)
+        length = b1 & 0x7F
+        if length == 126:
+            (length,) = struct.unpack(">H", self._read(2))
+        elif length == 127:
+            (length,) = struct.unpack(">Q", self._read(8))
+        mask = self._read(4) if b1 & 0x80 else None
+        payload = self._read(length)
+        if mask:
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        return bool(b0 & 0x80), b0 & 0x0F, payload
+
+    def next(self, timeout: float = 30.0) -> dict | None:
+        """The next JSON message, or None when nothing came within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        message, kind = b"", None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.sock.settimeout(remaining)
+            try:
+                fin, opcode, payload = self._read_frame()
+            except socket.timeout:
+                return None
+            if opcode == 0x9:  # ping
+                self._send(0xA, payload)
+                continue
+            if opcode == 0x8:
+                raise ConnectionError("the server closed the websocket")
+            if opcode in (0x1, 0x2):
+                kind, message = opcode, payload
+            elif opcode == 0x0:
+                message += payload
+            if not fin:
+                continue
+            if kind == 0x1:
+                return json.loads(message)
+            message, kind = b"", None  # binary frames are image previews: skipped
+
+    def close(self) -> None:
+        try:
+            self._send(0x8)
+        except OSError:
+            pass
+        self.sock.close()
+
+    def __enter__(self) -> "EventStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -5,7 +5,9 @@
 * An install that does not match this checkout (pack link elsewhere, requirements.txt changed, last install
   failed half way): they fail, with what to run.
 * ``comfy`` (session): one server for the whole session, ``python main.py --cpu`` on a free loopback port, with
-  its folders and its log under a pytest tmp dir and ``HF_HUB_OFFLINE=1``; stopped by pid at the end.
+  its folders and its log under a pytest tmp dir and ``HF_HUB_OFFLINE=1``; stopped by pid at the end. Its
+  ``models/vssflow`` (through ``--extra-model-paths-config``) holds tiny random VSSFlow components under ``tiny/``
+  (``tests/tiny_models.py``); ``tiny_models`` gives their dropdown names.
   Extra server arguments: ``VSSFLOW_COMFYUI_ARGS="--verbose DEBUG"``. Start timeout: ``VSSFLOW_COMFYUI_STARTUP_TIMEOUT``.
 """
 
@@ -16,6 +18,8 @@ import shlex
 from pathlib import Path
 
 import pytest
+
+from tiny_models import build_tiny_models_folder
 
 from .comfy_server import ComfyClient, ComfyServer, InstallMissing, InstallStale, ServerStartError, check_install
 
@@ -53,7 +57,10 @@ def comfy(tmp_path_factory) -> ComfyClient:
         problem = str(e)
     if problem:  # failed outside the except block, so the report shows the message and no exception chain
         pytest.fail(problem, pytrace=False)
-    server = ComfyServer(tmp_path_factory.mktemp("comfyui"),
+    workdir = tmp_path_factory.mktemp("comfyui")
+    models = workdir / "models" / "vssflow"
+    _session["tiny_models"] = build_tiny_models_folder(models)
+    server = ComfyServer(workdir, model_folders={"vssflow": models},
                          extra_args=tuple(shlex.split(os.environ.get("VSSFLOW_COMFYUI_ARGS", ""))))
     _session["server"] = server
     try:
@@ -66,6 +73,12 @@ def comfy(tmp_path_factory) -> ComfyClient:
         yield client
     finally:
         server.stop()  # by pid: terminate, then kill; a no-op when it never started
+
+
+@pytest.fixture(scope="session")
+def tiny_models(comfy) -> dict[str, str]:
+    """Dropdown names of the tiny components in the server's models/vssflow (keys as ``tiny_models.TINY_FILES``)."""
+    return dict(_session["tiny_models"])
 
 
 @pytest.hookimpl(hookwrapper=True)

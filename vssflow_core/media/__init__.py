@@ -2,6 +2,7 @@
 
 from .audio_io import AUDIO_FORMATS, AudioReadError, OutputPathError, atomic_output, read_audio, write_audio
 from .mux import CONTAINER_FORMATS, MuxError, MuxResult, mux_audio, video_duration
+from .video_file import materialize_video, write_frames_video
 
 __all__ = [
     "AUDIO_FORMATS",
@@ -11,8 +12,10 @@ __all__ = [
     "MuxResult",
     "OutputPathError",
     "atomic_output",
+    "materialize_video",
     "mux_audio",
     "read_audio",
     "video_duration",
     "write_audio",
+    "write_frames_video",
 ]

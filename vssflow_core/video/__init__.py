@@ -15,6 +15,7 @@ from .errors import (
     VideoError,
     VideoNotFoundError,
 )
+from .inputs import ResolvedVideo, preview_frames, resolve_video_input, video_file_of
 from .memory import InMemoryVideo, from_components
 from .readers import as_frame_source, open_video
 from .sampling import (
@@ -38,6 +39,7 @@ __all__ = [
     "InvalidFrameRateError",
     "NoVideoStreamError",
     "NotAVideoError",
+    "ResolvedVideo",
     "TruncatedVideoError",
     "VideoBackendError",
     "VideoError",
@@ -47,7 +49,10 @@ __all__ = [
     "clip_frames",
     "from_components",
     "open_video",
+    "preview_frames",
+    "resolve_video_input",
     "sample_frames",
     "select_frames",
     "synchformer_frames",
+    "video_file_of",
 ]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .errors import CorruptVideoError, VideoBackendError
-from .pyav_reader import StreamProbe, derive_fps, ensure_not_truncated, probe_stream
+from .pyav_reader import StreamProbe, derive_fps, ensure_not_truncated, last_frame_duration, probe_stream
 from .source import FrameSource, rgb_uint8
 
 # Frames decoded per get_batch call: large batches let decord reuse its seek, but the batch exists at full resolution,
@@ -80,10 +80,11 @@ class DecordReader(FrameSource):
         origin = spans[0, 0]
         self.timestamps = spans[:, 0] - origin
         self.average_fps = derive_fps(path, avg if avg > 0 else None, self.timestamps)
-        # decord knows how long the last frame lasts only where the container stores it (MP4 does; Matroska and AVI
-        # give it zero length, which would drop the last frame); otherwise repeat the last interval, as the PyAV reader
-        # does.
-        last_span = float(spans[-1, 1] - spans[-1, 0])
+        # How long the last frame lasts: the container's packet says so in most formats, and that is what FFmpeg, the
+        # PyAV reader and the muxer use (decord's own figure can differ on variable-rate files).  Without it take
+        # decord's span (MP4 stores one; Matroska and AVI give zero length, which would drop the last frame), else
+        # repeat the last interval, as the PyAV reader does.
+        last_span = last_frame_duration(path) or float(spans[-1, 1] - spans[-1, 0])
         if last_span <= 0:
             last_span = float(self.timestamps[-1] - self.timestamps[-2]) if n >= 2 else 1.0 / self.average_fps
         self.end_time = float(self.timestamps[-1] + last_span)

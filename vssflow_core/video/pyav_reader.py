@@ -117,6 +117,26 @@ def probe_stream(path: str | os.PathLike) -> StreamProbe:
         )
 
 
+def last_frame_duration(path: str | os.PathLike) -> float | None:
+    """How long the last frame of the first video stream is shown, from the packet headers (no decoding): what
+    FFmpeg, the PyAV reader and the muxer take as the end of the video.  None when the container does not say."""
+    av = _import_av()
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            last_pts, last_duration = None, 0
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.is_discard or packet.pts is None:
+                    continue
+                if last_pts is None or packet.pts >= last_pts:
+                    last_pts, last_duration = packet.pts, packet.duration or 0
+            if last_duration > 0:
+                return float(last_duration * stream.time_base)
+    except (av.error.FFmpegError, IndexError):
+        return None
+    return None
+
+
 def _video_stream(container: Any, path: str | os.PathLike) -> Any:
     if not container.streams.video:
         has_audio = bool(container.streams.audio)

@@ -394,6 +394,33 @@ def resolve(
     )
 
 
+def resolve_any(
+    component: str,
+    models_dirs: Sequence[str | os.PathLike[str] | None],
+    download: bool = False,
+    verify: bool = True,
+) -> ResolvedWeights:
+    """:func:`resolve` over several models folders (ComfyUI may register more than one): the first folder that holds
+    the component wins, then the hub cache; with ``download=True`` a component found nowhere is fetched into the
+    first folder.  The :class:`MissingWeightsError` raised otherwise names every folder searched."""
+    folders = list(models_dirs) or [None]
+    errors: list[MissingWeightsError] = []
+    for folder in folders:
+        try:
+            return resolve(component, models_dir=folder, download=False, verify=verify)
+        except MissingWeightsError as exc:
+            errors.append(exc)
+    if download:
+        return resolve(component, models_dir=folders[0], download=True, verify=verify)
+    first = errors[0]
+    extra = [place for exc in errors[1:] for place in exc.searched if place not in first.searched]
+    if not extra:
+        raise first
+    message = str(first) + "\nAlso looked in:\n" + "\n".join(f"  - {place}" for place in extra)
+    raise MissingWeightsError(message, component=first.component, filename=first.filename,
+                              searched=(*first.searched, *extra), commands=first.commands)
+
+
 # --- verification -------------------------------------------------------------------------------------------------
 
 _LFS_POINTER = b"version https://git-lfs"

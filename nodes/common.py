@@ -1,0 +1,90 @@
+"""The values that travel between our nodes, and moving weights to the compute device and back."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import torch
+
+from ..vssflow_core.model.vssflow import VSSFlow
+from ..vssflow_core.pipeline import PipelineComponents
+from . import comfy_bridge
+
+CATEGORY = "audio/VSSFlow"
+
+# Socket types private to the pack (unique names, so nothing else can be plugged in by mistake).
+MODEL = "VSSFLOW_MODEL"
+COMPONENTS = "VSSFLOW_COMPONENTS"
+VIDEO_SOURCE = "VSSFLOW_VIDEO"
+VISUAL = "VSSFLOW_VISUAL"
+PHONEMES = "VSSFLOW_PHONEMES"
+LATENT = "VSSFLOW_LATENT"
+
+DEVICES = ["auto", "cpu"]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def compute_device(choice: str) -> torch.device:
+    """``auto``: the device ComfyUI computes on; ``cpu``: the CPU."""
+    if choice == "cpu":
+        return torch.device("cpu")
+    if choice != "auto":
+        raise ValueError(f"unknown device '{choice}'; choose one of {', '.join(DEVICES)}")
+    return comfy_bridge.torch_device()
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """``VSSFLOW_MODEL``: the VSSFlow network, resting on ``offload_device``, computing on ``load_device``."""
+
+    model: VSSFlow
+    load_device: torch.device
+    offload_device: torch.device
+    name: str
+
+
+@dataclass(eq=False)
+class LoadedComponents:
+    """``VSSFLOW_COMPONENTS``: CLIP, Synchformer, VAE, vocoder and (optionally) RawNet3, resting on
+    ``offload_device``, computing on ``load_device``."""
+
+    components: PipelineComponents
+    load_device: torch.device
+    offload_device: torch.device
+    names: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class Latent:
+    """``VSSFLOW_LATENT``: sampled packed latents ``[B, 128, L]`` (CPU) and the clip they belong to."""
+
+    latent: torch.Tensor
+    duration: float  # seconds of the clip: the decoded audio is exactly this long
+    seeds: list[int]
+    solver: str
+    steps: int
+    evaluations: int
+
+
+def _bytes(modules: Iterable[torch.nn.Module]) -> int:
+    return sum(t.numel() * t.element_size() for m in modules for t in [*m.parameters(), *m.buffers()])
+
+
+@contextlib.contextmanager
+def on_device(modules: list[torch.nn.Module], load_device: torch.device, offload_device: torch.device) -> Iterator[None]:
+    """Move ``modules`` to ``load_device`` for the duration of the block, then back to ``offload_device`` (also when
+    the block fails or is cancelled), and let ComfyUI return the freed memory to the driver."""
+    if load_device == offload_device:
+        yield
+        return
+    comfy_bridge.free_memory(int(_bytes(modules) * 1.2), load_device)  # make room: ComfyUI unloads its own models
+    try:
+        for module in modules:
+            module.to(load_device)
+        yield
+    finally:
+        for module in modules:
+            module.to(offload_device)
+        comfy_bridge.soft_empty_cache()

@@ -1,0 +1,95 @@
+"""VSSFlow Checkpoint Loader and VSSFlow Components Loader: weights from ``models/vssflow/``."""
+
+from __future__ import annotations
+
+from ..vssflow_core.pipeline import PipelineComponents, component_path, load_network
+from . import comfy_bridge
+from .common import CATEGORY, COMPONENTS, DEVICES, DTYPES, MODEL, LoadedComponents, LoadedModel, compute_device
+
+AUTO = "auto"
+NONE = "none"
+COMPONENT_NAMES = ("clip", "synchformer", "vae", "vocoder", "rawnet3")
+
+_AUTO_TIP = ("auto: found in models/vssflow/<component>/ (or the Hugging Face cache) through the weights registry, "
+             "which checks it is the right model")
+
+
+class VSSFlowCheckpointLoader:
+    """The VSSFlow network (DiT and condition projections) from a checkpoint in models/vssflow."""
+
+    DESCRIPTION = ("Loads the VSSFlow network from models/vssflow: an official .ckpt, its .safetensors conversion, or a "
+                   "checkpoint trained with this package. Weights rest on the offload device and move to the GPU only "
+                   "while sampling.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (MODEL,)
+    RETURN_NAMES = ("vssflow_model",)
+    OUTPUT_TOOLTIPS = ("The VSSFlow network, for the FlowDiT Sampler.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "ckpt_name": ([AUTO, *comfy_bridge.model_files()], {
+                    "default": AUTO,
+                    "tooltip": "Checkpoint file in models/vssflow. " + _AUTO_TIP.replace("<component>", "vssflow")}),
+                "device": (DEVICES, {"default": "auto", "tooltip": "auto: ComfyUI's compute device."}),
+                "dtype": (list(DTYPES), {
+                    "default": "float32",
+                    "tooltip": "Precision of the network. With bfloat16/float16 prefer a fixed-step solver: the adaptive "
+                               "dopri5 takes many more steps on half-precision noise."}),
+            }
+        }
+
+    def load(self, ckpt_name: str, device: str, dtype: str):
+        load_device, offload = compute_device(device), comfy_bridge.offload_device()
+        if load_device.type == "cpu":
+            offload = load_device
+        checkpoint = None if ckpt_name == AUTO else comfy_bridge.model_path(ckpt_name)
+        model = load_network(checkpoint, models_dir=comfy_bridge.models_dirs(), device=offload, dtype=DTYPES[dtype])
+        return (LoadedModel(model=model, load_device=load_device, offload_device=offload, name=ckpt_name),)
+
+
+class VSSFlowComponentsLoader:
+    """CLIP, Synchformer, the VAE and vocoder, and the optional RawNet3 speaker encoder."""
+
+    DESCRIPTION = ("Loads the frozen helpers VSSFlow works with: the CLIP and Synchformer video encoders, the AudioLDM2 "
+                   "VAE and HiFi-GAN vocoder, and the RawNet3 speaker encoder (needed only with a speaker reference). "
+                   "'auto' finds each in models/vssflow/<component>/; with download on, missing public weights are "
+                   "fetched there first.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (COMPONENTS,)
+    RETURN_NAMES = ("vssflow_components",)
+    OUTPUT_TOOLTIPS = ("The encoders, VAE and vocoder, for the Visual Encoder, FlowDiT Sampler and Vocoder Decode.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        files = comfy_bridge.model_files()
+        required = {
+            name: ([AUTO, *files], {"default": AUTO, "tooltip": _AUTO_TIP.replace("<component>", name)})
+            for name in COMPONENT_NAMES[:-1]
+        }
+        required["rawnet3"] = ([AUTO, NONE, *files], {
+            "default": AUTO,
+            "tooltip": "Speaker encoder, used only with a speaker reference. auto: loaded when found; none: skipped."})
+        required["download"] = ("BOOLEAN", {
+            "default": False,
+            "tooltip": "Download missing public weights (CLIP, Synchformer, VAE, vocoder, RawNet3) into models/vssflow "
+                       "through the weights registry. Off: only local files are used."})
+        required["device"] = (DEVICES, {"default": "auto", "tooltip": "auto: ComfyUI's compute device."})
+        return {"required": required}
+
+    def load(self, clip: str, synchformer: str, vae: str, vocoder: str, rawnet3: str, download: bool, device: str):
+        load_device, offload = compute_device(device), comfy_bridge.offload_device()
+        if load_device.type == "cpu":
+            offload = load_device
+        chosen = {"clip": clip, "synchformer": synchformer, "vae": vae, "vocoder": vocoder, "rawnet3": rawnet3}
+        paths = {name: component_path(name, comfy_bridge.model_path(value))
+                 for name, value in chosen.items() if value not in (AUTO, NONE)}
+        components = PipelineComponents.load(
+            models_dir=comfy_bridge.models_dirs(), **paths, speaker=False if rawnet3 == NONE else None,
+            download=bool(download), device=offload,
+        )
+        return (LoadedComponents(components=components, load_device=load_device, offload_device=offload,
+                                 names=chosen),)

@@ -1,0 +1,77 @@
+"""Audio Mux (VSSFlow): the video with the new sound track, saved as an mp4 (and the sound as a wav) and previewed."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+
+from ..vssflow_core.media import MuxError, atomic_output, materialize_video, mux_audio, write_audio
+from . import comfy_bridge
+from .common import CATEGORY
+
+
+class VSSFlowAudioMux:
+    DESCRIPTION = ("Puts the generated sound on the video and saves it in the output folder as <prefix>_00001_.mp4 "
+                   "(the picture copied unchanged when the video is a file, else encoded as H.264), with the sound "
+                   "alone as <prefix>_00001_.wav. Existing files are never overwritten. With mix_original the video's "
+                   "own sound is kept under the new one. One file per batch take.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("VIDEO",)
+    RETURN_NAMES = ("video",)
+    OUTPUT_TOOLTIPS = ("The saved video with its new sound (the first take when there are several).",)
+    OUTPUT_NODE = True
+    FUNCTION = "mux"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "video": ("VIDEO", {"tooltip": "The clip (VideoLoader@10fps's video output, or any VIDEO)."}),
+                "audio": ("AUDIO", {"tooltip": "The sound to put on it (Vocoder Decode's output, or any AUDIO)."}),
+                "filename_prefix": ("STRING", {"default": "vssflow/VSSFlow",
+                                               "tooltip": "Where to save, inside the output folder."}),
+                "mix_original": ("BOOLEAN", {"default": False,
+                                             "tooltip": "Keep the video's own sound, mixed under the new one."}),
+                "original_gain": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 4.0, "step": 0.05,
+                                            "tooltip": "Linear gain of the video's own sound in the mix."}),
+                "generated_gain": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 4.0, "step": 0.05,
+                                             "tooltip": "Linear gain of the new sound in the mix."}),
+            }
+        }
+
+    def mux(self, video, audio, filename_prefix: str, mix_original: bool, original_gain: float,
+            generated_gain: float):
+        waveforms, rate = audio["waveform"], int(audio["sample_rate"])
+        if waveforms.ndim != 3 or waveforms.shape[0] == 0:
+            raise ValueError(f"the AUDIO waveform must be [batch, channels, samples], got {tuple(waveforms.shape)}")
+        temp = comfy_bridge.temp_dir()
+        temp.mkdir(parents=True, exist_ok=True)
+        folder, stem, counter, subfolder = comfy_bridge.save_path(filename_prefix)
+        videos, sounds, saved = [], [], []
+        with tempfile.TemporaryDirectory(prefix="vssflow_mux_", dir=temp) as scratch:
+            source = materialize_video(video, scratch)
+            for item in waveforms:
+                while True:
+                    name = f"{stem}_{counter:05}_"
+                    mp4, wav = folder / f"{name}.mp4", folder / f"{name}.wav"
+                    counter += 1
+                    try:
+                        with contextlib.ExitStack() as stack:  # both files appear together, or neither
+                            tmp_mp4 = stack.enter_context(atomic_output(mp4))
+                            tmp_wav = stack.enter_context(atomic_output(wav))
+                            try:
+                                mux_audio(source, item, rate, tmp_mp4, mix_original=mix_original,
+                                          original_gain=original_gain, generated_gain=generated_gain, overwrite=True)
+                            except MuxError:  # a picture mp4 cannot hold as it is (e.g. ProRes): encode it as H.264
+                                source = materialize_video(video, scratch, "reencoded.mp4", reencode=True)
+                                mux_audio(source, item, rate, tmp_mp4, mix_original=mix_original,
+                                          original_gain=original_gain, generated_gain=generated_gain, overwrite=True)
+                            write_audio(tmp_wav, item, rate, overwrite=True)
+                    except FileExistsError:
+                        continue  # the name was taken meanwhile: take the next number
+                    break
+                saved.append(mp4)
+                videos.append({"filename": mp4.name, "subfolder": subfolder, "type": "output"})
+                sounds.append({"filename": wav.name, "subfolder": subfolder, "type": "output"})
+        ui = {"images": videos, "animated": [True], "audio": sounds}
+        return {"ui": ui, "result": (comfy_bridge.video_from_file(saved[0]),)}

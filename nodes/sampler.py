@@ -1,0 +1,67 @@
+"""FlowDiT Sampler (VSSFlow): the guided flow from noise to an audio latent, one progress step per solver step."""
+
+from __future__ import annotations
+
+from ..vssflow_core.flow.solvers import SOLVER_NAMES
+from ..vssflow_core.pipeline import (DEFAULT_FIXED_STEPS, OFFICIAL_GUIDANCE_SCALE, OFFICIAL_SOLVER, PhonemeTrack,
+                                     VSSFlowPipeline)
+from . import comfy_bridge
+from .common import CATEGORY, COMPONENTS, LATENT, MODEL, PHONEMES, VISUAL, Latent, on_device
+
+MAX_SEED = 0xFFFF_FFFF_FFFF_FFFF
+
+
+class VSSFlowSampler:
+    DESCRIPTION = ("Generates the sound (and speech) of the clip: integrates VSSFlow's flow from noise to an audio "
+                   "latent with classifier-free guidance. dopri5 (adaptive, the official solver) picks its own steps; "
+                   "euler, midpoint, heun and rk4 take 'steps'. Batch item i uses seed + i.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (LATENT,)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("The audio latents, for Vocoder Decode.",)
+    FUNCTION = "sample"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "vssflow_model": (MODEL, {"tooltip": "From the VSSFlow Checkpoint Loader."}),
+                "vssflow_components": (COMPONENTS, {"tooltip": "From the VSSFlow Components Loader."}),
+                "visual_features": (VISUAL, {"tooltip": "From the Visual Encoder."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
+                                 "tooltip": "Seed of the starting noise."}),
+                "steps": ("INT", {"default": DEFAULT_FIXED_STEPS, "min": 1, "max": 10000,
+                                  "tooltip": "Steps of the fixed-step solvers; dopri5 ignores it and adapts."}),
+                "guidance_scale": ("FLOAT", {"default": OFFICIAL_GUIDANCE_SCALE, "min": 0.0, "max": 20.0,
+                                             "step": 0.1, "round": 0.01,
+                                             "tooltip": "Classifier-free guidance (official: 3). 1 = no guidance."}),
+                "solver": (list(SOLVER_NAMES), {"default": OFFICIAL_SOLVER,
+                                                "tooltip": "dopri5: adaptive, official (atol = rtol = 1e-5)."}),
+                "batch_size": ("INT", {"default": 1, "min": 1, "max": 64,
+                                       "tooltip": "Number of takes, seeds seed .. seed + batch_size - 1."}),
+            },
+            "optional": {
+                "phonemes": (PHONEMES, {"tooltip": "From the Phoneme Tokenizer; leave out for sound effects only."}),
+                "speaker_reference": ("AUDIO", {
+                    "tooltip": "A recording of the voice to imitate (needs the RawNet3 speaker encoder)."}),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    def sample(self, vssflow_model, vssflow_components, visual_features, seed: int, steps: int,
+               guidance_scale: float, solver: str, batch_size: int, phonemes=None, speaker_reference=None,
+               unique_id=None):
+        track = phonemes if phonemes is not None else PhonemeTrack()
+        phone_ids = track.frame_ids(visual_features.duration)  # checks the speech window against the clip
+        parts = vssflow_components.components
+        modules = [vssflow_model.model]
+        if speaker_reference is not None and parts.rawnet3 is not None:
+            modules.append(parts.rawnet3)
+        with on_device(modules, vssflow_model.load_device, vssflow_model.offload_device):
+            pipe = VSSFlowPipeline.from_components(vssflow_model.model, parts)
+            speaker = pipe.speaker_embedding(speaker_reference)
+            conditions = pipe.conditions(visual_features, phone_ids, speaker, batch_size=batch_size)
+            sampled = pipe.sample(conditions, seed=seed, solver=solver, steps=steps, guidance_scale=guidance_scale,
+                                  callback=comfy_bridge.step_reporter(unique_id))
+        return (Latent(latent=sampled.latent.cpu(), duration=visual_features.duration, seeds=sampled.seeds,
+                       solver=solver, steps=sampled.steps, evaluations=sampled.evaluations),)

@@ -1,0 +1,368 @@
+"""The node classes without a ComfyUI server: registration, signatures, and the whole graph on tiny weights.
+
+The pack is imported the way ComfyUI imports it (by file location, under its own module name), so its relative
+imports and its ComfyUI bridge run exactly as in a server, here without ComfyUI's modules (the bridge's fallbacks).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from test_media_mux import band_energy, decoded_audio, make_video_with_audio, video_packet_digest
+from tiny_models import build_tiny_models_folder
+from vssflow_core.media import video_duration
+from vssflow_core.video.synthetic import make_counter_video
+from workflow_tools import REPO_ROOT, load_pack
+
+EXPECTED = {
+    "VSSFlowCheckpointLoader": "VSSFlow Checkpoint Loader",
+    "VSSFlowComponentsLoader": "VSSFlow Components Loader",
+    "VSSFlowVideoLoader": "VideoLoader@10fps (VSSFlow)",
+    "VSSFlowPhonemeTokenizer": "Phoneme Tokenizer (VSSFlow)",
+    "VSSFlowVisualEncoder": "Visual Encoder (VSSFlow)",
+    "VSSFlowSampler": "FlowDiT Sampler (VSSFlow)",
+    "VSSFlowVocoderDecode": "Vocoder Decode (VSSFlow)",
+    "VSSFlowAudioMux": "Audio Mux (VSSFlow)",
+}
+SR = 16_000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine OpenMP barriers stall for whole time slices."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pack():
+    return load_pack()
+
+
+@pytest.fixture(scope="module")
+def nodes(pack):
+    return {name: cls() for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
+
+
+@pytest.fixture(scope="module")
+def bridge(pack):
+    return pack.nodes.comfy_bridge
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, bridge) -> dict:
+    root = tmp_path_factory.mktemp("comfy")
+    names = build_tiny_models_folder(root / "models" / "vssflow")
+    bridge.configure(models_dirs=[root / "models" / "vssflow"], input_dir=root / "input", output_dir=root / "output",
+                     temp_dir=root / "temp")
+    (root / "input").mkdir()
+    make_counter_video(root / "input" / "clip24.mp4", 60, 24)
+    make_video_with_audio(root / "input" / "tone.mp4", seconds=2.0)
+    return {"root": root, "names": names, "input": root / "input", "output": root / "output"}
+
+
+@pytest.fixture(scope="module")
+def loaded(nodes, folders) -> dict:
+    names = folders["names"]
+    (model,) = nodes["VSSFlowCheckpointLoader"].load(names["checkpoint"], "auto", "float32")
+    (parts,) = nodes["VSSFlowComponentsLoader"].load(names["clip"], names["synchformer"], names["vae"],
+                                                     names["vocoder"], names["rawnet3"], False, "auto")
+    return {"model": model, "components": parts}
+
+
+def sampler_args(**overrides) -> dict:
+    return {"seed": 0, "steps": 3, "guidance_scale": 3.0, "solver": "euler", "batch_size": 1, **overrides}
+
+
+def generate(nodes, loaded, vssflow_video, phonemes=None, speaker=None, **overrides):
+    (visual,) = nodes["VSSFlowVisualEncoder"].encode(loaded["components"], vssflow_video)
+    (latent,) = nodes["VSSFlowSampler"].sample(loaded["model"], loaded["components"], visual, phonemes=phonemes,
+                                               speaker_reference=speaker, **sampler_args(**overrides))
+    (audio,) = nodes["VSSFlowVocoderDecode"].decode(loaded["components"], latent)
+    return audio
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Registration
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_node_ids_and_display_names(pack):
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS == EXPECTED
+    assert list(pack.NODE_CLASS_MAPPINGS) == list(EXPECTED)
+    assert not hasattr(pack, "comfy_entrypoint") and not hasattr(pack.nodes, "comfy_entrypoint")
+
+
+def test_nodes_import_comfyui_only_through_the_bridge():
+    for path in sorted((REPO_ROOT / "nodes").glob("*.py")):
+        text = path.read_text()
+        assert "comfy_entrypoint" not in text
+        assert not re.search(r"^\s*(from|import)\s+vssflow_core\b", text, re.M), f"{path.name}: absolute core import"
+        if path.name != "comfy_bridge.py":
+            assert not re.search(r"^\s*(from|import)\s+(comfy|comfy_api|folder_paths|nodes|server)\b", text, re.M), \
+                f"{path.name} imports ComfyUI directly"
+
+
+@pytest.mark.parametrize("node_id", list(EXPECTED))
+def test_node_definition_is_consistent(pack, node_id):
+    cls = pack.NODE_CLASS_MAPPINGS[node_id]
+    spec = cls.INPUT_TYPES()
+    assert set(spec) <= {"required", "optional", "hidden"}
+    assert cls.CATEGORY == "audio/VSSFlow" and cls.DESCRIPTION
+    assert len(cls.RETURN_NAMES) == len(cls.RETURN_TYPES) == len(cls.OUTPUT_TOOLTIPS)
+    assert not getattr(cls, "NOT_IDEMPOTENT", False)  # ComfyUI's caching decides what reruns
+    params = inspect.signature(getattr(cls, cls.FUNCTION)).parameters
+    names = {n for section in spec.values() for n in section}
+    assert names <= set(params) - {"self"}, f"inputs the function does not take: {names - set(params)}"
+    for name, param in params.items():
+        if name != "self" and param.default is inspect.Parameter.empty:
+            assert name in spec["required"], f"{name} has no default but is not a required input"
+    if hasattr(cls, "IS_CHANGED"):  # ComfyUI passes every input, hidden ones too
+        assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(cls.IS_CHANGED).parameters.values())
+        cls.IS_CHANGED(**{n: None for n in names}, unique_id="1", prompt={})
+
+
+def test_model_dropdowns_list_the_models_folder(pack, folders):
+    ckpt = pack.NODE_CLASS_MAPPINGS["VSSFlowCheckpointLoader"].INPUT_TYPES()["required"]["ckpt_name"][0]
+    assert ckpt[0] == "auto" and folders["names"]["checkpoint"] in ckpt
+    comps = pack.NODE_CLASS_MAPPINGS["VSSFlowComponentsLoader"].INPUT_TYPES()["required"]
+    assert comps["rawnet3"][0][:2] == ["auto", "none"] and folders["names"]["vae"] in comps["vae"][0]
+    files = pack.NODE_CLASS_MAPPINGS["VSSFlowVideoLoader"].INPUT_TYPES()["required"]["file"][0]
+    assert files == ["(none)", "clip24.mp4", "tone.mp4"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The graph
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_whole_graph_from_a_file(nodes, loaded, folders):
+    source = folders["input"] / "clip24.mp4"
+    vssflow_video, video, frames, duration, fps = nodes["VSSFlowVideoLoader"].load(file="clip24.mp4")
+    assert duration == pytest.approx(2.5) and fps == pytest.approx(24)
+    assert tuple(frames.shape) == (25, 48, 64, 3) and frames.dtype == torch.float32  # 10 fps
+    assert Path(video.get_stream_source()) == source
+
+    result = nodes["VSSFlowPhonemeTokenizer"].tokenize("Hello there.", 0.5, 0.0, "auto", duration=duration)
+    (ui,) = result["ui"]["vssflow_phonemes"]
+    assert ui == {"tokens": ["<blank>", "HH", "AH0", "L", "OW1", "DH", "EH1", "R", ".", "<blank>"], "start": 0.5,
+                  "end": 2.5, "duration": 2.5}
+    (phonemes,) = result["result"]
+
+    audio = generate(nodes, loaded, vssflow_video, phonemes)
+    assert audio["sample_rate"] == SR and tuple(audio["waveform"].shape) == (1, 1, round(2.5 * SR))
+
+    mux = nodes["VSSFlowAudioMux"]
+    first = mux.mux(video, audio, "vssflow/test", False, 1.0, 1.0)
+    second = mux.mux(video, audio, "vssflow/test", False, 1.0, 1.0)
+    out = folders["output"] / "vssflow"
+    assert sorted(p.name for p in out.iterdir()) == ["test_00001_.mp4", "test_00001_.wav", "test_00002_.mp4",
+                                                     "test_00002_.wav"]  # numbered, never overwritten
+    assert first["ui"] == {"images": [{"filename": "test_00001_.mp4", "subfolder": "vssflow", "type": "output"}],
+                           "animated": [True],
+                           "audio": [{"filename": "test_00001_.wav", "subfolder": "vssflow", "type": "output"}]}
+    (saved,) = second["result"]
+    assert Path(saved.get_stream_source()) == out / "test_00002_.mp4"
+    assert video_packet_digest(out / "test_00001_.mp4") == video_packet_digest(source)  # picture copied
+    wav, rate = sf.read(str(out / "test_00001_.wav"), dtype="float32")
+    assert rate == SR and wav.shape == (round(2.5 * SR),)
+    np.testing.assert_allclose(wav, audio["waveform"][0, 0].numpy(), atol=1 / 32767 + 1e-6)  # 16-bit PCM
+    assert not list((folders["root"] / "temp").rglob("*.mp4"))  # scratch files are gone
+
+
+def test_images_with_their_frame_rate_become_a_video(nodes, loaded, folders):
+    images = torch.rand(36, 32, 40, 3)
+    vssflow_video, video, frames, duration, fps = nodes["VSSFlowVideoLoader"].load(images=images, frame_rate=12.0)
+    assert duration == pytest.approx(3.0) and fps == pytest.approx(12.0) and frames.shape[0] == 30
+    assert video.get_components().frame_rate == Fraction(12)
+    audio = generate(nodes, loaded, vssflow_video, batch_size=2, seed=5)
+    assert tuple(audio["waveform"].shape) == (2, 1, 3 * SR)
+    assert not torch.allclose(audio["waveform"][0], audio["waveform"][1])
+    result = nodes["VSSFlowAudioMux"].mux(video, audio, "frames/take", False, 1.0, 1.0)
+    assert [i["filename"] for i in result["ui"]["images"]] == ["take_00001_.mp4", "take_00002_.mp4"]
+    mp4 = folders["output"] / "frames" / "take_00002_.mp4"
+    assert video_duration(mp4) == pytest.approx(3.0) and video_packet_digest(mp4)[1] == 36
+    sound, rate, codec = decoded_audio(mp4)
+    assert codec == "aac" and rate == SR and 0 <= sound.shape[1] - 3 * SR < 1024
+
+
+def test_mix_with_the_original_sound(nodes, loaded, folders):
+    vssflow_video, video, *_ = nodes["VSSFlowVideoLoader"].load(file="tone.mp4")
+    audio = generate(nodes, loaded, vssflow_video)
+    nodes["VSSFlowAudioMux"].mux(video, audio, "mix/m", True, 1.0, 0.25)
+    sound, rate, _ = decoded_audio(folders["output"] / "mix" / "m_00001_.mp4")
+    assert rate == 48_000 and band_energy(sound[0], rate, 440) > 0.05
+
+
+def test_video_loader_refuses_what_it_cannot_place_in_time(nodes):
+    loader = nodes["VSSFlowVideoLoader"]
+    with pytest.raises(ValueError, match="needs its frame rate"):
+        loader.load(images=torch.rand(10, 8, 8, 3))  # frame_rate left at 0: never assumed
+    with pytest.raises(ValueError, match="no video given"):
+        loader.load()
+    with pytest.raises(ValueError, match="were both given"):
+        loader.load(file="clip24.mp4", images=torch.rand(10, 8, 8, 3), frame_rate=24.0)
+
+
+def test_video_loader_follows_a_changed_file(pack, folders):
+    cls = pack.NODE_CLASS_MAPPINGS["VSSFlowVideoLoader"]
+    before = cls.IS_CHANGED(file="clip24.mp4", unique_id="3")
+    assert cls.IS_CHANGED(file="clip24.mp4") == before
+    make_counter_video(folders["input"] / "clip24.mp4", 48, 24)
+    assert cls.IS_CHANGED(file="clip24.mp4") != before
+    assert cls.IS_CHANGED(file="(none)", video=object()) == cls.IS_CHANGED(file="(none)")
+
+
+def test_phoneme_tokenizer(nodes):
+    tokenize = nodes["VSSFlowPhonemeTokenizer"].tokenize
+    result = tokenize("HH AH0 L OW1", 1.0, 2.0, "auto")
+    assert result["ui"]["vssflow_phonemes"] == [{"tokens": ["<blank>", "HH", "AH0", "L", "OW1", "<blank>"],
+                                                 "start": 1.0, "end": 2.0, "duration": None}]
+    (track,) = tokenize("HH AH0 L OW1", 1.0, 0.0, "arpabet")["result"]
+    assert track.end is None and track.window(4.0) == (1.0, 4.0)  # end of the clip, fixed by the sampler
+    silent = tokenize("", 0.0, 0.0, "auto")
+    assert silent["ui"]["vssflow_phonemes"][0]["tokens"] == [] and silent["result"][0].silent
+    with pytest.raises(ValueError, match="after the end of the clip"):
+        tokenize("hello", 1.0, 5.0, "text", duration=3.0)
+
+
+def test_speech_window_past_the_clip_is_refused_by_the_sampler(nodes, loaded):
+    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].load(images=torch.rand(20, 8, 8, 3), frame_rate=10.0)
+    (phonemes,) = nodes["VSSFlowPhonemeTokenizer"].tokenize("hello", 0.0, 5.0, "text")["result"]  # no duration
+    with pytest.raises(ValueError, match="after the end of the clip"):
+        generate(nodes, loaded, vssflow_video, phonemes)
+
+
+def test_speaker_reference(nodes, loaded, folders, monkeypatch):
+    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].load(images=torch.rand(20, 8, 8, 3), frame_rate=10.0)
+    voice = {"waveform": torch.randn(1, 1, 24_000) * 0.1, "sample_rate": 24_000}
+    parts = loaded["components"].components
+    embeddings = []
+    real = type(parts).speaker_embedding
+
+    def spy(self, reference, sample_rate=None):
+        embeddings.append(real(self, reference, sample_rate))
+        return embeddings[-1]
+
+    monkeypatch.setattr(type(parts), "speaker_embedding", spy)
+    audio = generate(nodes, loaded, vssflow_video, speaker=voice)
+    assert tuple(audio["waveform"].shape) == (1, 1, 2 * SR) and torch.isfinite(audio["waveform"]).all()
+    (embedding,) = embeddings  # RawNet3 heard the reference once
+    assert embedding.shape == (32,) and torch.count_nonzero(embedding) > 0
+    names = folders["names"]
+    (no_rawnet,) = nodes["VSSFlowComponentsLoader"].load(names["clip"], names["synchformer"], names["vae"],
+                                                         names["vocoder"], "none", False, "cpu")
+    assert no_rawnet.components.rawnet3 is None
+    with pytest.raises(ValueError, match="needs the RawNet3 speaker encoder"):
+        generate(nodes, {**loaded, "components": no_rawnet}, vssflow_video, speaker=voice)
+
+
+def test_missing_weights_say_how_to_get_them(nodes, bridge, folders, tmp_path):
+    bridge.configure(models_dirs=[tmp_path / "empty"])
+    try:
+        with pytest.raises(FileNotFoundError, match="Missing weights for 'vssflow'"):
+            nodes["VSSFlowCheckpointLoader"].load("auto", "cpu", "float32")
+        with pytest.raises(FileNotFoundError, match="offline mode is on"):  # the download goes through the registry
+            nodes["VSSFlowComponentsLoader"].load("auto", "auto", "auto", "auto", "none", True, "cpu")
+    finally:
+        bridge.configure(models_dirs=[folders["root"] / "models" / "vssflow"])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Progress, cancel, devices
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("solver, total", [("euler", 4), ("dopri5", 1000)])
+def test_progress_on_every_solver_step(nodes, loaded, bridge, monkeypatch, solver, total):
+    bars = []
+
+    class Bar:
+        def __init__(self, total, node_id=None):
+            self.total, self.node_id, self.values = total, node_id, []
+            bars.append(self)
+
+        def update_absolute(self, value, total=None, preview=None):
+            self.values.append((value, total))
+
+    monkeypatch.setattr(bridge, "progress_bar", Bar)
+    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].load(images=torch.rand(10, 8, 8, 3), frame_rate=10.0)
+    (visual,) = nodes["VSSFlowVisualEncoder"].encode(loaded["components"], vssflow_video)
+    (latent,) = nodes["VSSFlowSampler"].sample(loaded["model"], loaded["components"], visual, unique_id="7",
+                                               **sampler_args(solver=solver, steps=4))
+    (bar,) = bars
+    assert bar.node_id == "7" and bar.total == total and len(bar.values) == latent.steps
+    assert bar.values[-1] == (total, total)
+    if solver == "euler":
+        assert bar.values == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    else:
+        assert [v for v, _ in bar.values] == sorted(v for v, _ in bar.values)  # t as a fraction, rising
+
+
+def test_cancel_stops_sampling_at_the_next_step(nodes, loaded, bridge, monkeypatch):
+    class Interrupted(BaseException):  # ComfyUI's InterruptProcessingException is a BaseException too
+        pass
+
+    calls = []
+
+    def interrupt_on_third_step():
+        calls.append(1)
+        if len(calls) == 3:
+            raise Interrupted
+
+    monkeypatch.setattr(bridge, "throw_if_interrupted", interrupt_on_third_step)
+    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].load(images=torch.rand(10, 8, 8, 3), frame_rate=10.0)
+    (visual,) = nodes["VSSFlowVisualEncoder"].encode(loaded["components"], vssflow_video)
+    with pytest.raises(Interrupted):
+        nodes["VSSFlowSampler"].sample(loaded["model"], loaded["components"], visual, **sampler_args(steps=1000))
+    assert len(calls) == 3
+
+
+def test_weights_go_back_to_the_offload_device_even_on_failure(pack):
+    moves = []
+
+    class Module(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(4))
+
+        def to(self, device):
+            moves.append(str(device))
+            return self
+
+    on_device = pack.nodes.common.on_device
+    with pytest.raises(RuntimeError, match="boom"):
+        with on_device([Module()], torch.device("cuda"), torch.device("cpu")):
+            assert moves == ["cuda"]
+            raise RuntimeError("boom")
+    assert moves == ["cuda", "cpu"]
+    moves.clear()
+    with on_device([Module()], torch.device("cpu"), torch.device("cpu")):
+        pass
+    assert moves == []  # nothing to move when both are the CPU
+
+
+def test_checkpoint_loader_dtype(nodes, folders):
+    (model,) = nodes["VSSFlowCheckpointLoader"].load(folders["names"]["checkpoint"], "cpu", "bfloat16")
+    assert next(model.model.parameters()).dtype == torch.bfloat16
+    assert model.load_device == model.offload_device == torch.device("cpu")
+
+
+def test_components_loader_uses_a_diffusers_vae_folder(loaded):
+    # the tiny VAE's config.json (8 GroupNorm groups) was read, not guessed from tensor shapes (32 groups)
+    assert loaded["components"].components.vae.config.norm_num_groups == 8
+
+
+def test_frames_video_without_comfyui(bridge):
+    video = bridge.video_from_frames(torch.zeros(5, 4, 4, 3), 29.97)
+    assert video.get_components().frame_rate == Fraction(2997, 100)

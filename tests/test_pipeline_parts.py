@@ -1,0 +1,121 @@
+"""The pipeline's parts a graph uses on their own: components without a network, the network alone, phoneme tracks
+fixed to a clip later, explicit component files, and weights spread over several models folders."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from tiny_models import build_tiny_components
+from vssflow_core.config import SEQUENCE
+from vssflow_core.pipeline import (PhonemeTrack, PipelineComponents, PipelineConfigError, VSSFlowPipeline,
+                                   component_path, load_network, phoneme_frame_ids, phoneme_track)
+from vssflow_core.video.synthetic import make_counter_video
+from vssflow_core.weights.hub import MissingWeightsError, resolve_any
+
+HELLO = "HH AH0 L OW1"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine OpenMP barriers stall for whole time slices."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    return build_tiny_components(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def parts(tiny) -> PipelineComponents:
+    paths = {k: v for k, v in tiny.items() if k != "checkpoint"}
+    return PipelineComponents.load(device="cpu", **paths)
+
+
+def test_components_work_without_a_network(tiny, parts, tmp_path):
+    clip = make_counter_video(tmp_path / "c.mp4", 50, 25)
+    visual = parts.encode_video(clip)
+    assert visual.duration == pytest.approx(2.0) and visual.clip.shape == (1, 100, 64)
+    assert parts.decode(torch.randn(2, parts.latent_channels, 250), 2.0).shape == (2, 32_000)
+    assert parts.has_speaker_encoder and set(parts.modules()) == {"clip", "synchformer", "vae", "vocoder", "rawnet3"}
+
+    model = load_network(tiny["checkpoint"], device="cpu")
+    pipe = VSSFlowPipeline.from_components(model, parts)
+    assert pipe.clip is parts.clip and pipe.vocoder is parts.vocoder  # shared, not copied
+    torch.testing.assert_close(pipe.encode_video(clip).clip, visual.clip)
+    latent = torch.randn(1, 128, 250)
+    torch.testing.assert_close(pipe.decode(latent, 2.0), parts.decode(latent, 2.0))
+
+
+def test_components_are_checked_on_their_own(parts):
+    with pytest.raises(PipelineConfigError, match="vocoder makes 160 samples per frame at 16000 Hz"):
+        PipelineComponents(parts.clip, parts.synchformer, parts.vae, parts.vocoder,
+                           sequence=replace(SEQUENCE, sample_rate=22_050))
+
+
+def test_phoneme_track_waits_for_the_clip():
+    track = phoneme_track(HELLO, 0.5)
+    assert track.tokens == ("<blank>", "HH", "AH0", "L", "OW1", "<blank>") and track.end is None
+    assert track.window() == (0.5, 10.0) and track.window(3.0) == (0.5, 3.0)
+    ids = track.frame_ids(3.0)
+    # int(0.5 * 25) = 12 silent frames, then int(2.5 * 25) = 62 frames of speech
+    assert int(ids[:12].abs().sum()) == 0 and bool((ids[12:74] > 0).all()) and int(ids[74:].abs().sum()) == 0
+    torch.testing.assert_close(ids, phoneme_frame_ids(HELLO, 0.5, None, 3.0))
+    with pytest.raises(ValueError, match="after the end of the clip"):
+        phoneme_track(HELLO, 0.5, 4.0).frame_ids(3.0)
+    with pytest.raises(ValueError, match="after the end of the clip"):
+        phoneme_track(HELLO, 0.5, 4.0, duration=3.0)  # known duration: refused at once
+
+
+def test_phoneme_track_modes_and_silence():
+    assert phoneme_track("  ").silent and PhonemeTrack().frame_ids(3.0).abs().sum() == 0
+    assert phoneme_track("hello", mode="text").tokens[1:-1] == ("HH", "AH0", "L", "OW1")
+    with pytest.raises(ValueError, match="invalid ARPAbet token"):
+        phoneme_track("hello world", mode="arpabet")
+    with pytest.raises(ValueError, match="must be after its start"):
+        phoneme_track(HELLO, 2.0, 1.0)
+
+
+def test_component_path_uses_a_diffusers_folder(tmp_path, tiny):
+    vae_file = tiny["vae"] / "diffusion_pytorch_model.safetensors"
+    assert component_path("vae", vae_file) == tiny["vae"]  # its config.json is used
+    lone = tmp_path / "diffusion_pytorch_model.safetensors"
+    shutil.copy(vae_file, lone)
+    assert component_path("vae", lone) == lone  # no config.json beside it
+    assert component_path("clip", tiny["clip"]) == tiny["clip"]
+    assert component_path("vocoder", tiny["vocoder"]) == tiny["vocoder"]
+
+
+def test_resolve_any_searches_every_folder(tmp_path, tiny, monkeypatch):
+    monkeypatch.delenv("VSSFLOW_MODELS_DIR", raising=False)
+    first, second = tmp_path / "a", tmp_path / "b"
+    (second / "rawnet3").mkdir(parents=True)
+    shutil.copy(tiny["rawnet3"], second / "rawnet3" / "rawnet3.safetensors")
+    found = resolve_any("rawnet3", [first, second], verify=False)
+    assert found.weights == second / "rawnet3" / "rawnet3.safetensors" and found.origin == "models_dir"
+    with pytest.raises(MissingWeightsError) as missing:
+        resolve_any("clip", [first, second])
+    message = str(missing.value)
+    assert str(first / "clip") in message and str(second / "clip") in message and "Also looked in" in message
+    with pytest.raises(MissingWeightsError, match="offline"):
+        resolve_any("clip", [first, second], download=True)  # the tests run with HF_HUB_OFFLINE=1
+
+
+def test_pipeline_load_takes_several_models_folders(tmp_path, tiny, monkeypatch):
+    monkeypatch.delenv("VSSFLOW_MODELS_DIR", raising=False)
+    first, second = tmp_path / "a", tmp_path / "b"
+    (first / "vssflow").mkdir(parents=True)
+    shutil.copy(tiny["checkpoint"], first / "vssflow" / "vssflow.safetensors")
+    (second / "clip").mkdir(parents=True)
+    shutil.copy(tiny["clip"], second / "clip" / "clip_vit_b16.safetensors")
+    pipe = VSSFlowPipeline.load(models_dir=[first, second], synchformer=tiny["synchformer"], vae=tiny["vae"],
+                                vocoder=tiny["vocoder"], speaker=False, verify=False, device="cpu")
+    assert pipe.clip.config.width == 64 and not pipe.has_speaker_encoder
