@@ -1,0 +1,420 @@
+"""The feature cache: every condition and the target latent of every manifest row, computed once by the frozen
+extractors and stored as one safetensors file per item.
+
+Per item (spec 7 and 6; the official training read the same things from ``.npy`` caches)::
+
+    clip          [clip_frames, clip_dim]          CLIP CLS tokens at 10 fps over the window   (rows with video)
+    synch         [segments, 8, synch_dim]         Synchformer tokens at 25 fps input          (rows with video)
+    phone_tokens  [n]                              phoneme ids of the transcript (unstretched) (rows with speech)
+    speaker       [speaker_dim]                    RawNet3 of the reference                    (when there is one)
+    lip           [latent_length, lip_dim]         precomputed lip features                    (when given)
+    latent_mean   [latent_channels, latent_length] VAE posterior mean of the target audio, packed
+    latent_std    [latent_channels, latent_length] VAE posterior standard deviation, packed
+    waveform      [window samples] float16         the 16 kHz target audio (only when mixing needs it)
+
+The posterior's mean and standard deviation are stored, not a sample: a fresh latent ``mean + std * eps`` is drawn
+at every training step, as the official worker encodes the mel anew each step.  Missing modalities are not stored;
+the dataset fills in zeros (the official placeholder files).
+
+The metadata records the row's fingerprint (paths, sizes, times, transcript), the window and the extractors, so a
+second run skips every item whose file is still valid and recomputes only what changed.  Files are written through a
+temporary name and a rename: an interrupted run leaves whole items or nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from ..codec.mel import LogMelFrontend
+from ..codec.resample import resample
+from ..codec.vae import MelVAE, pack_latent
+from ..config import MEL, SequenceConfig, VSSFlowConfig
+from ..encoders.clip import CLIPVisualEncoder
+from ..encoders.rawnet3 import RawNet3
+from ..encoders.synchformer import SynchformerVisualEncoder
+from ..weights.checkpoint import save_safetensors_atomic
+from .manifest import ManifestRow
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+METADATA_KEY = "vssflow_cache"
+ITEMS_DIR = "items"
+
+
+class CacheError(RuntimeError):
+    """The cache is missing items, or holds items that do not fit the model being trained."""
+
+
+# ---------------------------------------------------------------------------------------------------- item files
+
+
+def item_filename(item_id: str) -> str:
+    """A file name for an item id: readable, filesystem-safe, and unique (a hash of the exact id)."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", item_id).strip("._")[:80] or "item"
+    return f"{readable}-{hashlib.sha1(item_id.encode('utf-8')).hexdigest()[:12]}.safetensors"
+
+
+def item_path(cache_dir: str | os.PathLike, item_id: str) -> Path:
+    return Path(cache_dir) / ITEMS_DIR / item_filename(item_id)
+
+
+def write_item(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> Path:
+    """Write one cached item atomically (tensors plus the JSON metadata)."""
+    return save_safetensors_atomic(tensors, path, metadata={METADATA_KEY: json.dumps(dict(meta), sort_keys=True)},
+                                   overwrite=True)
+
+
+def read_item_meta(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The metadata of a cached item, or None when the file is missing or unreadable."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = (f.metadata() or {}).get(METADATA_KEY)
+    except Exception:  # missing, truncated or foreign file: recompute
+        return None
+    try:
+        return json.loads(meta) if meta else None
+    except json.JSONDecodeError:
+        return None
+
+
+def read_item(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and metadata of a cached item."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})[METADATA_KEY])
+            return {k: f.get_tensor(k) for k in f.keys()}, meta
+    except Exception as exc:
+        raise CacheError(f"cannot read the cached item {path} ({type(exc).__name__}: {exc}); delete it and rebuild "
+                         "the cache") from None
+
+
+def sequence_key(sequence: SequenceConfig) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(sequence)
+
+
+# ---------------------------------------------------------------------------------------------------- extraction
+
+
+@dataclass
+class ItemFeatures:
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+
+class FeatureExtractor:
+    """The frozen extractors, and how one manifest row becomes cached features.
+
+    ``rawnet3`` None gives no speaker embedding (zeros at training time).  ``fingerprint`` names the extractors in the
+    cache metadata, so a cache made with other weights is recomputed.
+    """
+
+    def __init__(
+        self,
+        clip: CLIPVisualEncoder,
+        synchformer: SynchformerVisualEncoder,
+        vae: MelVAE,
+        rawnet3: RawNet3 | None = None,
+        *,
+        sequence: SequenceConfig = SequenceConfig(),
+        lip_dim: int = VSSFlowConfig.lip_dim,
+        clip_batch_size: int = 32,
+        synch_batch_size: int = 8,
+        fingerprint: str = "custom",
+    ):
+        self.clip = clip.eval().requires_grad_(False)
+        self.synchformer = synchformer.eval().requires_grad_(False)
+        self.vae = vae.eval().requires_grad_(False)
+        self.rawnet3 = None if rawnet3 is None else rawnet3.eval().requires_grad_(False)
+        self.sequence = sequence
+        self.lip_dim = lip_dim
+        self.clip_batch_size = clip_batch_size
+        self.synch_batch_size = synch_batch_size
+        self.fingerprint = fingerprint
+        self.mel = LogMelFrontend(MEL).to(next(vae.parameters()).device)
+
+    # ------------------------------------------------------------------------------------------------ pieces
+
+    def load_audio(self, path: Path) -> torch.Tensor:
+        """Mono float32 ``[samples]`` at the model's rate (the whole file)."""
+        from ..media.audio_io import read_audio
+
+        samples, rate = read_audio(path)
+        mono = torch.from_numpy(samples).float().mean(dim=0)
+        if rate != self.sequence.sample_rate:
+            mono = resample(mono.double(), rate, self.sequence.sample_rate).float()
+        return mono
+
+    def fit_window(self, waveform: torch.Tensor) -> torch.Tensor:
+        n = self.sequence.num_samples
+        if waveform.shape[-1] >= n:
+            return waveform[:n].clone()
+        return torch.cat([waveform, waveform.new_zeros(n - waveform.shape[-1])])
+
+    @torch.inference_mode()
+    def posterior(self, waveforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window-length waveforms ``[B, N]`` -> packed posterior mean and std ``[B, C, L]`` (float32, on the CPU)."""
+        device = next(self.vae.parameters()).device
+        mel = self.mel(waveforms.to(device).float(), self.sequence.mel_frames)
+        posterior = self.vae.encode(mel)
+        return pack_latent(posterior.mean).float().cpu(), pack_latent(posterior.std).float().cpu()
+
+    @torch.inference_mode()
+    def video(self, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        """CLIP ``[clip_frames, D]`` and Synchformer ``[segments, 8, D]`` features of the window's frames."""
+        from ..video import clip_frames, open_video, synchformer_frames
+
+        window = self.sequence.duration_sec
+        with open_video(path) as source:
+            clip_in = clip_frames(source, duration=window, size=self.clip.config.input_resolution)
+            synch_in = synchformer_frames(source, duration=window, size=self.synchformer.config.img_size)
+        clip = self.clip.encode_frames(clip_in.frames, batch_size=self.clip_batch_size, channels_last=True)
+        synch = self.synchformer.encode_video(synch_in.frames, batch_size=self.synch_batch_size,
+                                              num_frames=self.sequence.synch_frames, channels_last=True,
+                                              sequence=self.sequence)
+        return clip.float().cpu(), synch.float().cpu()
+
+    @torch.inference_mode()
+    def speaker(self, waveform: torch.Tensor) -> torch.Tensor:
+        from ..encoders.speaker import speaker_embedding
+
+        return speaker_embedding(self.rawnet3, waveform, self.sequence.sample_rate).float().cpu()
+
+    # ------------------------------------------------------------------------------------------------ one row
+
+    def extract(self, row: ManifestRow, keep_waveform: bool = False) -> ItemFeatures:
+        from ..encoders.lip import load_lip_features
+        from ..text import tokens_to_ids, transcript_to_tokens
+        from ..text.phonemes import check_speech_window
+
+        seq = self.sequence
+        tensors: dict[str, torch.Tensor] = {}
+        audio = self.load_audio(row.audio)
+        # the official audio_duration: the file's length rounded to 10 ms, here at most the window
+        duration = min(round(audio.shape[-1] / seq.sample_rate, 2), seq.duration_sec)
+        waveform = self.fit_window(audio)
+        mean, std = self.posterior(waveform[None])
+        tensors["latent_mean"], tensors["latent_std"] = mean[0], std[0]
+        if keep_waveform:
+            tensors["waveform"] = waveform.to(torch.float16)
+
+        if row.has_video:
+            tensors["clip"], tensors["synch"] = self.video(row.video)
+
+        speech_window = None
+        if row.has_speech:
+            tokens = transcript_to_tokens(row.transcript)
+            tensors["phone_tokens"] = torch.tensor(tokens_to_ids(tokens), dtype=torch.long)
+            start = row.speech_start or 0.0
+            end = min(row.speech_end if row.speech_end is not None else duration, seq.duration_sec)
+            try:
+                check_speech_window(start, end, seq)
+            except ValueError as exc:
+                raise CacheError(f"item {row.id!r}: {exc}") from None
+            speech_window = [start, end]
+
+        if self.rawnet3 is not None and row.speaker_ref is not None:
+            reference = audio if row.speaker_ref == "self" else self.load_audio(Path(row.speaker_ref))
+            tensors["speaker"] = self.speaker(reference)
+
+        if row.lip is not None:
+            tensors["lip"] = load_lip_features(row.lip, num_frames=seq.latent_length, dim=self.lip_dim).float()
+
+        meta = {
+            "version": CACHE_VERSION, "id": row.id, "task": row.task, "duration": duration,
+            "speech_window": speech_window, "fingerprint": row.fingerprint(), "sequence": sequence_key(seq),
+            "extractors": self.fingerprint, "has_waveform": keep_waveform,
+        }
+        return ItemFeatures(tensors, meta)
+
+
+def _file_identity(path: Path | None) -> Any:
+    """Name, size and modification time of a weights file (or of every file in a weights folder); not the folder it
+    lies in, so moving the weights does not invalidate the cache."""
+    if path is None:
+        return None
+    try:
+        if path.is_dir():
+            return [[str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns]
+                    for p in sorted(path.rglob("*")) if p.is_file()]
+        st = path.stat()
+        return [path.name, st.st_size, st.st_mtime_ns]
+    except OSError:
+        return [path.name]
+
+
+@dataclass
+class EncoderPaths:
+    """Where each frozen extractor's weights are (and, for VAE folders, their config)."""
+
+    clip: Path
+    synchformer: Path
+    vae: Path
+    vae_config: Path | None
+    rawnet3: Path | None
+
+    def fingerprint(self) -> str:
+        return json.dumps({k: _file_identity(getattr(self, k))
+                           for k in ("clip", "synchformer", "vae", "vae_config", "rawnet3")}, sort_keys=True)
+
+
+def find_encoder(cfg, component: str, optional: bool = False) -> tuple[Path | None, Path | None]:
+    """(weights, config.json or None) of one configured extractor: the given path, else found in
+    ``encoders.models_dir`` (or the Hugging Face cache) through the weights registry; the error of a missing one says
+    how to fetch it.  ``optional``: None instead of the error."""
+    from ..weights.hub import MissingWeightsError, resolve_any
+
+    given = getattr(cfg.encoders, component)
+    if given is not None:
+        return cfg.path(given), None
+    try:
+        found = resolve_any(component, [cfg.path(cfg.encoders.models_dir)], download=False, verify=False)
+    except MissingWeightsError:
+        if optional:
+            return None, None
+        raise
+    return found.weights, found.config
+
+
+def resolve_encoder_paths(cfg, need_rawnet3: bool = True) -> EncoderPaths:
+    """The weights files of every configured extractor (see :func:`find_encoder`).  RawNet3 is optional: without it
+    (or with ``encoders.rawnet3 = "none"``) speaker embeddings are zeros."""
+    clip, _ = find_encoder(cfg, "clip")
+    synch, _ = find_encoder(cfg, "synchformer")
+    vae, vae_config = find_encoder(cfg, "vae")
+    rawnet = None
+    if need_rawnet3 and (cfg.encoders.rawnet3 or "").lower() != "none":
+        rawnet, _ = find_encoder(cfg, "rawnet3", optional=cfg.encoders.rawnet3 is None)
+        if rawnet is None:
+            log.warning("no RawNet3 weights found: speaker embeddings will be zeros (set encoders.rawnet3 to a path, "
+                        "or to \"none\" to silence this)")
+    return EncoderPaths(clip, synch, vae, vae_config, rawnet)
+
+
+def load_vae_from(paths: EncoderPaths, device: torch.device | str = "cpu") -> MelVAE:
+    return load_vae_file(paths.vae, paths.vae_config, device)
+
+
+def load_vae_file(weights: Path, config_file: Path | None = None, device: torch.device | str = "cpu") -> MelVAE:
+    from ..codec.vae import VAEConfig, load_vae
+
+    config = None
+    if config_file is not None:
+        config = VAEConfig.from_diffusers_config(json.loads(config_file.read_text(encoding="utf-8")))
+    return load_vae(weights, config, device=device)
+
+
+def extractor_from_config(cfg, device: torch.device | str | None = None) -> FeatureExtractor:
+    """Load the configured extractors (see :func:`resolve_encoder_paths`)."""
+    from ..encoders.clip import load_clip_visual
+    from ..encoders.rawnet3 import load_rawnet3
+    from ..encoders.synchformer import load_synchformer
+
+    paths = resolve_encoder_paths(cfg)
+    if device is None:
+        device = cfg.encoders.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return FeatureExtractor(
+        load_clip_visual(paths.clip, device=device),
+        load_synchformer(paths.synchformer, device=device),
+        load_vae_from(paths, device=device),
+        None if paths.rawnet3 is None else load_rawnet3(paths.rawnet3, device=device),
+        sequence=cfg.sequence,
+        lip_dim=cfg.model.lip_dim,
+        clip_batch_size=cfg.encoders.clip_batch_size,
+        synch_batch_size=cfg.encoders.synch_batch_size,
+        fingerprint=paths.fingerprint(),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- the cache
+
+
+@dataclass
+class CacheReport:
+    computed: int
+    skipped: int
+    total: int
+
+
+def item_is_current(meta: Mapping[str, Any] | None, row: ManifestRow, sequence: SequenceConfig,
+                    keep_waveform: bool, extractors: str | None = None) -> bool:
+    """Whether a cached item's metadata still matches its row, the window and the extractors."""
+    if not meta or meta.get("version") != CACHE_VERSION:
+        return False
+    if meta.get("fingerprint") != row.fingerprint() or meta.get("sequence") != sequence_key(sequence):
+        return False
+    if keep_waveform and not meta.get("has_waveform"):
+        return False
+    return extractors is None or meta.get("extractors") == extractors
+
+
+def build_cache(
+    rows: Sequence[ManifestRow],
+    cache_dir: str | os.PathLike,
+    extractor: FeatureExtractor | Callable[[], FeatureExtractor],
+    *,
+    sequence: SequenceConfig,
+    keep_waveform: bool = False,
+    extractors_fingerprint: str | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    progress: bool = True,
+) -> CacheReport:
+    """Compute the features of every row that has no current cache file.
+
+    ``extractor`` may be a factory: it is called only when some item needs computing, so a complete cache never loads
+    a model.  With several processes, process ``rank`` handles rows ``rank, rank + world_size, ...``.
+    ``extractors_fingerprint`` (default: the extractor's own, when it is given as an object) marks items made with
+    other weights as stale.
+    """
+    from tqdm.auto import tqdm
+
+    if extractors_fingerprint is None and isinstance(extractor, FeatureExtractor):
+        extractors_fingerprint = extractor.fingerprint
+    mine = list(rows)[rank::world_size]
+    computed = skipped = 0
+    loaded: FeatureExtractor | None = extractor if isinstance(extractor, FeatureExtractor) else None
+    bar = tqdm(mine, desc="caching features", unit="item", disable=not progress, dynamic_ncols=True)
+    for row in bar:
+        path = item_path(cache_dir, row.id)
+        if item_is_current(read_item_meta(path), row, sequence, keep_waveform, extractors_fingerprint):
+            skipped += 1
+        else:
+            if loaded is None:
+                loaded = extractor()
+            try:
+                features = loaded.extract(row, keep_waveform=keep_waveform)
+            except CacheError:
+                raise
+            except Exception as exc:
+                raise CacheError(f"cannot extract the features of item {row.id!r} ({type(exc).__name__}: {exc})") \
+                    from exc
+            write_item(path, features.tensors, features.meta)
+            computed += 1
+        bar.set_postfix(computed=computed, skipped=skipped, refresh=False)
+    bar.close()
+    return CacheReport(computed=computed, skipped=skipped, total=len(mine))
+
+
+def missing_items(rows: Sequence[ManifestRow], cache_dir: str | os.PathLike, sequence: SequenceConfig,
+                  keep_waveform: bool = False) -> list[str]:
+    """Ids of rows whose cache file is missing or stale (extractor identity not checked)."""
+    return [row.id for row in rows
+            if not item_is_current(read_item_meta(item_path(cache_dir, row.id)), row, sequence, keep_waveform)]
