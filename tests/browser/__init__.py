@@ -1,0 +1,1 @@
+"""Browser tests (headless Chromium via playwright-core) against a real ComfyUI server."""
