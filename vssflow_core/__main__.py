@@ -4,6 +4,8 @@ Commands:
   generate   sound and speech for a video, written as mp4 and/or wav (see ``vssflow_core.generate``)
   convert    an official VSSFlow checkpoint -> safetensors per component (see ``vssflow_core.convert``)
   download   fetch the public component weights into a models folder (see ``vssflow_core.weights.hub``)
+  train      train or fine-tune from a config file, DDP through torchrun (see ``vssflow_core.train``)
+  synthetic  write procedural sound and talking clips with manifests (see ``vssflow_core.synthetic``)
 """
 
 from __future__ import annotations
@@ -29,7 +31,19 @@ def _generate(argv: list[str]) -> int:
     return main(argv)
 
 
-COMMANDS = {"generate": _generate, "convert": _convert, "download": _download}
+def _train(argv: list[str]) -> int:
+    from .train.__main__ import main
+
+    return main(argv)
+
+
+def _synthetic(argv: list[str]) -> int:
+    from .synthetic.__main__ import main
+
+    return main(argv)
+
+
+COMMANDS = {"generate": _generate, "convert": _convert, "download": _download, "train": _train, "synthetic": _synthetic}
 
 
 def main(argv: list[str] | None = None) -> int:
