@@ -15,6 +15,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_DIR = Path(os.environ.get("VSSFLOW_GOLDEN_DIR", REPO_ROOT.parent / "shared" / "golden"))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine OpenMP barriers stall for whole time slices."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
     if not GOLDEN_DIR.is_dir():

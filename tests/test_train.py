@@ -35,12 +35,8 @@ TASKS = ("v2s", "vtts", "tts")
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs single-threaded (see the conftest fixture)."""
 
 
 def fake_dataset(root: Path, count: int = 10, seed: int = 0, waveform: bool = True) -> Path:
