@@ -21,6 +21,7 @@ from vssflow_core.encoders.clip import (
 )
 from vssflow_core.weights.checkpoint import CheckpointError, read_state_dict
 
+from bicubic_reference import resample_matrix
 from golden import full_checkpoint_shapes
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -34,32 +35,12 @@ def golden(load_golden, golden_manifest):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# independent reference for the resize: PIL's separable bicubic resampling (a = -0.5, support widened by the scale
-# factor when shrinking, weights normalised per output pixel), written out with numpy.
-
-
-def _cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
-    x = np.abs(x)
-    return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1, np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
-
-
-def _resample_matrix(in_size: int, out_size: int) -> np.ndarray:
-    scale = in_size / out_size
-    filter_scale = max(scale, 1.0)
-    support = 2.0 * filter_scale
-    matrix = np.zeros((out_size, in_size))
-    for i in range(out_size):
-        centre = (i + 0.5) * scale
-        lo, hi = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), in_size)
-        taps = np.arange(lo, hi)
-        w = _cubic((taps - centre + 0.5) / filter_scale)
-        matrix[i, lo:hi] = w / w.sum()
-    return matrix
+# independent reference for the resize: PIL's bicubic resampling as numpy matrices (tests/bicubic_reference.py).
 
 
 def _reference_clip_preprocess(frames_nhwc: np.ndarray, size: int) -> np.ndarray:
-    rows = _resample_matrix(frames_nhwc.shape[1], size)
-    cols = _resample_matrix(frames_nhwc.shape[2], size)
+    rows = resample_matrix(frames_nhwc.shape[1], size)
+    cols = resample_matrix(frames_nhwc.shape[2], size)
     resized = np.clip(np.einsum("oh,nhwc,pw->ncop", rows, frames_nhwc, cols, optimize=True), 0.0, 1.0)
     mean, std = np.array(CLIP_MEAN).reshape(1, 3, 1, 1), np.array(CLIP_STD).reshape(1, 3, 1, 1)
     return (resized - mean) / std

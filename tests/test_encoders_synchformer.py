@@ -17,6 +17,8 @@ from vssflow_core.encoders.synchformer import (
 )
 from vssflow_core.weights.checkpoint import CheckpointError
 
+from bicubic_reference import resample_matrix
+
 RTOL, ATOL = 1e-4, 1e-5
 
 
@@ -160,31 +162,11 @@ def test_full_size_layout_on_meta(golden_manifest):
 # (torchvision Resize(224, bicubic) on the short side, CenterCrop(224), Normalize(0.5, 0.5)).
 
 
-def _cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
-    x = np.abs(x)
-    return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1, np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
-
-
-def _resample_matrix(in_size: int, out_size: int) -> np.ndarray:
-    """PIL / antialiased torchvision bicubic resampling as a matrix (a = -0.5, support scaled when shrinking)."""
-    scale = in_size / out_size
-    filter_scale = max(scale, 1.0)
-    support = 2.0 * filter_scale
-    matrix = np.zeros((out_size, in_size))
-    for i in range(out_size):
-        centre = (i + 0.5) * scale
-        lo, hi = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), in_size)
-        taps = np.arange(lo, hi)
-        w = _cubic((taps - centre + 0.5) / filter_scale)
-        matrix[i, lo:hi] = w / w.sum()
-    return matrix
-
-
 def _reference_sync_preprocess(frames_nhwc: np.ndarray, size: int) -> np.ndarray:
     _, h, w, _ = frames_nhwc.shape
     new_h, new_w = (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
     resized = np.einsum(
-        "oh,nhwc,pw->ncop", _resample_matrix(h, new_h), frames_nhwc, _resample_matrix(w, new_w), optimize=True
+        "oh,nhwc,pw->ncop", resample_matrix(h, new_h), frames_nhwc, resample_matrix(w, new_w), optimize=True
     )
     resized = np.clip(resized, 0.0, 1.0)
     top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
