@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..vssflow_core.pipeline import PipelineComponents, component_path, load_network
+from ..vssflow_core.pipeline import DEMO, PipelineComponents, component_path, load_network
 from . import comfy_bridge
 from .common import CATEGORY, COMPONENTS, DEVICES, DTYPES, MODEL, LoadedComponents, LoadedModel, compute_device
 
@@ -12,6 +12,8 @@ COMPONENT_NAMES = ("clip", "synchformer", "vae", "vocoder", "rawnet3")
 
 _AUTO_TIP = ("auto: found in models/vssflow/<component>/ (or the Hugging Face cache) through the weights registry, "
              "which checks it is the right model")
+_DEMO_TIP = (" With no full checkpoint installed, auto is the demo model shipped with the pack (trained on synthetic "
+             "scenes, no downloads); demo picks it explicitly.")
 
 
 class VSSFlowCheckpointLoader:
@@ -30,9 +32,10 @@ class VSSFlowCheckpointLoader:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "ckpt_name": ([AUTO, *comfy_bridge.model_files()], {
+                "ckpt_name": ([AUTO, DEMO, *comfy_bridge.model_files()], {
                     "default": AUTO,
-                    "tooltip": "Checkpoint file in models/vssflow. " + _AUTO_TIP.replace("<component>", "vssflow")}),
+                    "tooltip": "Checkpoint file in models/vssflow. " + _AUTO_TIP.replace("<component>", "vssflow")
+                               + _DEMO_TIP}),
                 "device": (DEVICES, {"default": "auto", "tooltip": "auto: ComfyUI's compute device."}),
                 "dtype": (list(DTYPES), {
                     "default": "float32",
@@ -45,7 +48,7 @@ class VSSFlowCheckpointLoader:
         load_device, offload = compute_device(device), comfy_bridge.offload_device()
         if load_device.type == "cpu":
             offload = load_device
-        checkpoint = None if ckpt_name == AUTO else comfy_bridge.model_path(ckpt_name)
+        checkpoint = {AUTO: None, DEMO: DEMO}.get(ckpt_name) or comfy_bridge.model_path(ckpt_name)
         model = load_network(checkpoint, models_dir=comfy_bridge.models_dirs(), device=offload, dtype=DTYPES[dtype])
         return (LoadedModel(model=model, load_device=load_device, offload_device=offload, name=ckpt_name),)
 
@@ -56,7 +59,8 @@ class VSSFlowComponentsLoader:
     DESCRIPTION = ("Loads the frozen helpers VSSFlow works with: the CLIP and Synchformer video encoders, the AudioLDM2 "
                    "VAE and HiFi-GAN vocoder, and the RawNet3 speaker encoder (needed only with a speaker reference). "
                    "'auto' finds each in models/vssflow/<component>/; with download on, missing public weights are "
-                   "fetched there first.")
+                   "fetched there first. All on auto with no full checkpoint installed: the demo model's "
+                   "parameter-free stand-ins, which pair with the Checkpoint Loader's demo model.")
     CATEGORY = CATEGORY
     RETURN_TYPES = (COMPONENTS,)
     RETURN_NAMES = ("vssflow_components",)

@@ -1,7 +1,7 @@
 """``python -m vssflow_core.synthetic --out data/synthetic``: write a procedural data set (no downloads).
 
     python -m vssflow_core.synthetic --out data/synth --sound 400 --talk 400 --tts 200 \\
-        --heldout-sound 50 --heldout-talk 50 --size 96 --duration 4 --seed 0 --workers 2
+        --heldout-sound 50 --heldout-talk 50 --size 96 --duration 4 --events 2 5 --seed 0 --workers 2
 
 Talking and TTS clips need espeak-ng (Debian/Ubuntu: apt-get install espeak-ng).  The manifests
 (``train.jsonl``, ``heldout.jsonl``) can be listed directly in a training configuration's ``data.manifests``.
@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=96, help="picture size in pixels (square, even)")
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per clip")
+    parser.add_argument("--events", type=int, nargs=2, default=list(SceneSpec.events), metavar=("MIN", "MAX"),
+                        help="events per sound clip, inclusive range")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
     parser.add_argument("--no-progress", action="store_true")
@@ -42,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.size % 2:
         print("error: --size must be even", file=sys.stderr)
         return 2
-    spec = SceneSpec(size=args.size, fps=args.fps, duration=args.duration)
+    if not 1 <= args.events[0] <= args.events[1]:
+        print("error: --events needs 1 <= MIN <= MAX", file=sys.stderr)
+        return 2
+    spec = SceneSpec(size=args.size, fps=args.fps, duration=args.duration, events=tuple(args.events))
     manifests = generate_dataset(args.out, DatasetCounts(args.sound, args.talk, args.tts),
                                  DatasetCounts(args.heldout_sound, args.heldout_talk, args.heldout_tts),
                                  seed=args.seed, spec=spec, workers=args.workers, progress=not args.no_progress)

@@ -310,8 +310,8 @@ def place_speech(rng: np.random.Generator, spec: SceneSpec, margin: float = 0.15
     pitch = int(rng.integers(30, 71))
     speed = int(rng.integers(150, 191))
     words = int(rng.integers(3, 7))
-    start = float(rng.uniform(0.2, 0.8))
-    budget = spec.duration - start - margin
+    lead = 0.2  # seconds of silence at least before the speech
+    budget = spec.duration - lead - margin
     text = random_sentence(rng, words)
     speech = synthesize_speech(text, voice, speed, pitch, spec.sample_rate)
     while speech.shape[0] / spec.sample_rate > budget:
@@ -321,7 +321,10 @@ def place_speech(rng: np.random.Generator, spec: SceneSpec, margin: float = 0.15
         else:
             speed += 40
         speech = synthesize_speech(text, voice, speed, pitch, spec.sample_rate)
-    end = start + speech.shape[0] / spec.sample_rate
+    length = speech.shape[0] / spec.sample_rate
+    # anywhere in the clip, so a model has to find the speech from the mouth and the speech window, not its habit
+    start = float(rng.uniform(lead, max(lead, spec.duration - margin - length)))
+    end = start + length
     return speech, {"transcript": text, "voice": voice, "speed": speed, "pitch": pitch,
                     "speech_start": round(start, 4), "speech_end": round(end, 4)}
 

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..weights.hub import MissingWeightsError
     from .checkpoint import TrainingCheckpointError
     from .config import ConfigError, load_config
-    from .features import CacheError, build_cache, extractor_from_config, resolve_encoder_paths
+    from .features import CacheError, build_cache, extractor_from_config, extractors_fingerprint
     from .manifest import ManifestError, read_manifests
     from .trainer import Trainer, barrier, build_dataset, setup_distributed, teardown_distributed
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.skip_cache:
             try:
-                fingerprint = resolve_encoder_paths(cfg).fingerprint()
+                fingerprint = extractors_fingerprint(cfg)
                 factory = lambda: extractor_from_config(cfg)  # noqa: E731 - loaded only if an item needs it
             except MissingWeightsError as exc:
                 # without the extractors a complete cache is still usable; an incomplete one fails with how to fetch

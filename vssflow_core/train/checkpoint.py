@@ -183,8 +183,10 @@ def save_training_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     state: TrainingState,
     keep: int | None = None,
+    extra_files: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write the checkpoint of ``state.step`` (see the module docstring); returns its folder."""
+    """Write the checkpoint of ``state.step`` (see the module docstring); returns its folder.  ``extra_files``: more
+    text files (name -> content) written into the folder before it appears."""
     final = checkpoint_dir(out_dir, state.step)
     root = final.parent
     root.mkdir(parents=True, exist_ok=True)
@@ -205,6 +207,8 @@ def save_training_checkpoint(
         }
         save_safetensors_atomic({**opt_tensors, **rng_tensors}, tmp / STATE_FILE,
                                 metadata={STATE_METADATA_KEY: json.dumps(meta)}, overwrite=True)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -8,7 +8,9 @@ Sections (every key optional; an unknown key is an error that names the known on
     [data.mix]   synthetic sound + speech mixing (spec 10.3): ratio, modes, gain range, which tasks are pools
     [optim]      AdamW and the learning-rate rule: lr = base_learning_rate x global batch, linear warm-up
     [train]      output folder, steps, seed, CFG dropout, frame dropout, logging, checkpoints, resume, device
-    [encoders]   the frozen feature extractors used to build the cache (paths, or found in a models folder)
+    [encoders]   the frozen feature extractors used to build the cache (paths, or found in a models folder), or
+                 ``frontend = "demo"`` for the parameter-free stand-ins of the demo model
+    [demo]       DemoFrontendConfig fields (what the demo stand-ins compute; see vssflow_core.demo.frontends)
 
 Relative paths are resolved against the configuration file's folder.  ``--set section.key=value`` on the command line
 overrides single values (the value is read as JSON when it parses, else taken as a string).
@@ -42,7 +44,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..config import SequenceConfig, VSSFlowConfig
+from ..demo.frontends import DemoFrontendConfig
 
+FRONTENDS = ("pretrained", "demo")  # the frozen CLIP / Synchformer / VAE, or the demo's parameter-free stand-ins
 TASKS = ("v2s", "vtts", "tts", "joint")  # video-to-sound, visual TTS, TTS without video, real sound + speech
 SPEECH_TASKS = ("vtts", "tts")
 MIX_MODES = ("add", "insert")
@@ -146,6 +150,7 @@ class RunConfig:
     init_from: str | None = None  # start from these VSSFlow weights (any file load_vssflow reads) instead of random
     device: str = "auto"  # "auto": cuda:<local rank> when CUDA is available, else cpu
     matmul_precision: str = "medium"  # torch.set_float32_matmul_precision (official: medium -> TF32 on GPUs)
+    autocast: str | None = None  # "bfloat16": mixed-precision forward (weights, optimizer and loss stay float32)
     progress: bool = True  # a tqdm progress bar on rank 0
 
     def validate(self) -> None:
@@ -162,6 +167,8 @@ class RunConfig:
             raise ConfigError("train.keep_checkpoints must be at least 1 (or null to keep all)")
         if self.matmul_precision not in ("highest", "high", "medium"):
             raise ConfigError("train.matmul_precision must be 'highest', 'high' or 'medium'")
+        if self.autocast not in (None, "bfloat16", "float16"):
+            raise ConfigError(f"train.autocast must be null, 'bfloat16' or 'float16', got {self.autocast!r}")
 
 
 @dataclass
@@ -172,6 +179,7 @@ class EncoderConfig:
     weights registry.  ``rawnet3`` may be ``"none"``: speaker embeddings are then zeros (the model's "no reference").
     """
 
+    frontend: str = "pretrained"  # or "demo": the parameter-free stand-ins (no weights; see [demo])
     clip: str | None = None
     synchformer: str | None = None
     vae: str | None = None
@@ -190,12 +198,23 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: RunConfig = field(default_factory=RunConfig)
     encoders: EncoderConfig = field(default_factory=EncoderConfig)
+    demo: DemoFrontendConfig = field(default_factory=DemoFrontendConfig)
     base_dir: str = "."  # relative paths are resolved against this (the config file's folder)
 
     def validate(self) -> "TrainConfig":
         self.data.validate()
         self.optim.validate()
         self.train.validate()
+        if self.encoders.frontend not in FRONTENDS:
+            raise ConfigError(f"encoders.frontend must be one of {list(FRONTENDS)}, got {self.encoders.frontend!r}")
+        if self.uses_demo_frontend:
+            demo, model = self.demo, self.model
+            wrong = [f"model.{name} = {getattr(model, name)} (the demo front-ends give {want})"
+                     for name, want in (("clip_dim", demo.clip_dim), ("synch_dim", demo.synch_dim),
+                                        ("latent_channels", demo.latent_channels))
+                     if getattr(model, name) != want]
+            if wrong:
+                raise ConfigError("the model does not fit the demo front-ends: " + "; ".join(wrong))
         seq = self.sequence
         if seq.mel_frames % seq.latent_downsample:
             raise ConfigError(f"sequence: {seq.mel_frames} mel frames are not a multiple of the VAE's "
@@ -203,6 +222,10 @@ class TrainConfig:
         if seq.synch_frames < seq.synch_segment_frames:
             raise ConfigError(f"sequence: a {seq.duration_sec} s window has fewer frames than one Synchformer segment")
         return self
+
+    @property
+    def uses_demo_frontend(self) -> bool:
+        return self.encoders.frontend == "demo"
 
     # ------------------------------------------------------------------------------------------------ paths
 

@@ -4,7 +4,8 @@ An item holds every condition on the window's grids, with zeros where a modality
 placeholders), and the target as the VAE posterior (mean, std) — or, for a synthetic mixture, as a waveform that the
 trainer encodes::
 
-    clip [clip_frames, clip_dim]   synch [segments, 8, synch_dim]   phone_ids [L]   lip [L, lip_dim]
+    clip [clip_frames, clip_dim]   synch [segments, 8, synch_dim] (demo: [synch_frames, synch_dim])
+    phone_ids [L]   lip [L, lip_dim]
     speaker [speaker_dim]          latent_mean / latent_std [C, L]  (waveform [samples], for mixtures)
 
 The :class:`ResumableBatchSampler` shuffles each epoch with a generator seeded by (seed, epoch), cuts the permutation
@@ -32,8 +33,9 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
     """The cached features of ``rows``; keys are indices or ``(index, epoch)`` pairs."""
 
     def __init__(self, rows: Sequence[ManifestRow], cache_dir: str | Path, model: VSSFlowConfig,
-                 sequence: SequenceConfig, check: bool = True):
+                 sequence: SequenceConfig, check: bool = True, synch_per_frame: bool = False):
         self.rows = list(rows)
+        self.synch_per_frame = synch_per_frame  # the demo's motion grid: one token per 25 fps frame
         self.cache_dir = Path(cache_dir)
         self.model = model
         self.sequence = sequence
@@ -54,7 +56,9 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         return (self.sequence.clip_frames, self.model.clip_dim)
 
     @property
-    def synch_shape(self) -> tuple[int, int, int]:
+    def synch_shape(self) -> tuple[int, ...]:
+        if self.synch_per_frame:
+            return (self.sequence.synch_frames, self.model.synch_dim)
         return (self.sequence.synch_segments, self.sequence.synch_tokens_per_segment, self.model.synch_dim)
 
     def _check(self, row: ManifestRow, name: str, tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:

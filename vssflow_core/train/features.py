@@ -37,7 +37,8 @@ import torch
 from ..codec.mel import LogMelFrontend
 from ..codec.resample import resample
 from ..codec.vae import MelVAE, pack_latent
-from ..config import MEL, SequenceConfig, VSSFlowConfig
+from ..config import MEL, MelConfig, SequenceConfig, VSSFlowConfig
+from ..devices import module_device
 from ..encoders.clip import CLIPVisualEncoder
 from ..encoders.rawnet3 import RawNet3
 from ..encoders.synchformer import SynchformerVisualEncoder
@@ -146,7 +147,7 @@ class FeatureExtractor:
         self.clip_batch_size = clip_batch_size
         self.synch_batch_size = synch_batch_size
         self.fingerprint = fingerprint
-        self.mel = LogMelFrontend(MEL).to(next(vae.parameters()).device)
+        self.mel = LogMelFrontend(codec_mel_config(vae)).to(module_device(vae))
 
     # ------------------------------------------------------------------------------------------------ pieces
 
@@ -169,7 +170,7 @@ class FeatureExtractor:
     @torch.inference_mode()
     def posterior(self, waveforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Window-length waveforms ``[B, N]`` -> packed posterior mean and std ``[B, C, L]`` (float32, on the CPU)."""
-        device = next(self.vae.parameters()).device
+        device = module_device(self.vae)
         mel = self.mel(waveforms.to(device).float(), self.sequence.mel_frames)
         posterior = self.vae.encode(mel)
         return pack_latent(posterior.mean).float().cpu(), pack_latent(posterior.std).float().cpu()
@@ -319,17 +320,43 @@ def load_vae_file(weights: Path, config_file: Path | None = None, device: torch.
     return load_vae(weights, config, device=device)
 
 
+def codec_mel_config(codec: torch.nn.Module) -> MelConfig:
+    """The log-mel front-end an audio codec was built for: the official one for the AudioLDM2 VAE, the codec's own
+    (``mel_config``) for the demo's."""
+    return getattr(codec, "mel_config", MEL)
+
+
+def extractors_fingerprint(cfg) -> str:
+    """What names the configured extractors in the cache metadata (a cache made with others is recomputed)."""
+    if cfg.uses_demo_frontend:
+        return json.dumps({"demo": cfg.demo.to_json()}, sort_keys=True)
+    return resolve_encoder_paths(cfg).fingerprint()
+
+
+def demo_extractor(cfg, device: torch.device | str = "cpu") -> FeatureExtractor:
+    """The demo's parameter-free stand-ins (see :mod:`vssflow_core.demo.frontends`) as a feature extractor."""
+    from ..demo.frontends import MelPatchCodec, MotionGridEncoder, PixelGridEncoder
+
+    return FeatureExtractor(
+        PixelGridEncoder(cfg.demo).to(device), MotionGridEncoder(cfg.demo).to(device),
+        MelPatchCodec(cfg.demo).to(device), None, sequence=cfg.sequence, lip_dim=cfg.model.lip_dim,
+        clip_batch_size=cfg.encoders.clip_batch_size, synch_batch_size=cfg.encoders.synch_batch_size,
+        fingerprint=extractors_fingerprint(cfg))
+
+
 def extractor_from_config(cfg, device: torch.device | str | None = None) -> FeatureExtractor:
-    """Load the configured extractors (see :func:`resolve_encoder_paths`)."""
+    """Load the configured extractors (see :func:`resolve_encoder_paths`), or the demo's stand-ins."""
     from ..encoders.clip import load_clip_visual
     from ..encoders.rawnet3 import load_rawnet3
     from ..encoders.synchformer import load_synchformer
 
-    paths = resolve_encoder_paths(cfg)
     if device is None:
         device = cfg.encoders.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if cfg.uses_demo_frontend:
+        return demo_extractor(cfg, device)
+    paths = resolve_encoder_paths(cfg)
     return FeatureExtractor(
         load_clip_visual(paths.clip, device=device),
         load_synchformer(paths.synchformer, device=device),

@@ -91,7 +91,8 @@ def mix_sound_and_speech(sound: MixSource, speech: MixSource, plan: MixPlan,
         raise ValueError(f"unknown mix mode {plan.mode!r}")
     start = plan.start
     rate = sequence.sample_rate
-    synch_rate = sequence.synch_tokens / sequence.duration_sec  # 24 tokens per second for the 10 s window
+    # tokens per second of the window: 24 for Synchformer's 30 x 8, 25 for the demo's one token per frame
+    synch_rate = sound.synch.reshape(-1, sound.synch.shape[-1]).shape[0] / sequence.duration_sec
     clip = _splice(sound.clip, speech.clip, int(start * sequence.clip_fps), plan.mode)
 
     tokens_shape = sound.synch.shape

@@ -43,9 +43,9 @@ from torch import nn
 
 from ..codec.mel import LogMelFrontend
 from ..codec.vae import MelVAE, pack_latent
-from ..config import MEL
 from ..flow.path import flow_matching_loss
 from ..model.vssflow import Conditions, VSSFlow
+from ..demo.frontends import FRONTEND_FILE
 from .checkpoint import (TrainingState, find_checkpoint, load_training_checkpoint, save_training_checkpoint)
 from .config import TrainConfig, global_batch_size
 from .dataset import CachedFeatureDataset, KeyedDataset, ResumableBatchSampler, collate
@@ -201,7 +201,8 @@ def build_dataset(cfg: TrainConfig, rows=None):
     from .mixing import SoundSpeechMixDataset
 
     rows = read_manifests(cfg.manifest_paths) if rows is None else rows
-    dataset = CachedFeatureDataset(rows, cfg.cache_dir, cfg.model, cfg.sequence)
+    dataset = CachedFeatureDataset(rows, cfg.cache_dir, cfg.model, cfg.sequence,
+                                   synch_per_frame=cfg.uses_demo_frontend)
     if cfg.data.mix.enabled:
         return SoundSpeechMixDataset(dataset, cfg.data.mix, seed=cfg.train.seed)
     return dataset
@@ -300,13 +301,19 @@ class Trainer:
         return True
 
     def _vae(self) -> tuple[MelVAE, LogMelFrontend]:
-        if self.vae is None:
+        from .features import codec_mel_config
+
+        if self.vae is None and self.cfg.uses_demo_frontend:
+            from ..demo.frontends import MelPatchCodec
+
+            self.vae = MelPatchCodec(self.cfg.demo)
+        elif self.vae is None:
             from .features import find_encoder, load_vae_file
 
             self.vae = load_vae_file(*find_encoder(self.cfg, "vae"), device=self.device)
         self.vae = self.vae.to(self.device).eval().requires_grad_(False)
         if self.mel is None:
-            self.mel = LogMelFrontend(MEL).to(self.device)
+            self.mel = LogMelFrontend(codec_mel_config(self.vae)).to(self.device)
         return self.vae, self.mel
 
     def _loader(self) -> torch.utils.data.DataLoader:
@@ -369,15 +376,19 @@ class Trainer:
                           self.cfg.train.unconditional_prob, tuple(self.cfg.train.mask_ratios), device=dev)
         x1 = mean + batch["latent_std"] * draws.eps
         keep = torch.tensor(0.0 if draws.dropped else 1.0, device=dev)
-        loss = self.module(batch["clip"], batch["synch"], batch["phone_ids"], batch["lip"], batch["speaker"],
-                           draws.x0, x1, draws.t, keep, draws.lip_keep, draws.synch_keep)
-        return loss, draws
+        autocast = self.cfg.train.autocast
+        with torch.autocast(dev.type, dtype=getattr(torch, autocast or "bfloat16"), enabled=autocast is not None):
+            loss = self.module(batch["clip"], batch["synch"], batch["phone_ids"], batch["lip"], batch["speaker"],
+                               draws.x0, x1, draws.t, keep, draws.lip_keep, draws.synch_keep)
+        return loss.float(), draws
 
     def _checkpoint(self) -> Path | None:
         path = None
         if self.dist.is_main:
+            # a demo-front-end run's checkpoints say which stand-ins they were trained on, so the pipeline loads them
+            extra = {FRONTEND_FILE: self.cfg.demo.to_json() + "\n"} if self.cfg.uses_demo_frontend else None
             path = save_training_checkpoint(self.out_dir, self.model, self.optimizer, self.scheduler, self.state,
-                                            keep=self.cfg.train.keep_checkpoints)
+                                            keep=self.cfg.train.keep_checkpoints, extra_files=extra)
         barrier(self.dist)
         return path
 
