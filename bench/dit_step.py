@@ -1,21 +1,30 @@
 """One classifier-free-guided sampling step of the full-size VSSFlow DiT: ours against diffusers' StableAudioDiTModel.
 
 What it measures
-    The wall time of one guided velocity evaluation as the sampler makes it: ``GuidedVelocity`` (the official
-    guidance: an unconditional pass with zero context and zeroed condition channels, then a conditional pass, i.e.
-    TWO network passes at batch 1) on the full-size DiT of ``VSSFlowConfig()`` (10 layers, width 1536, 24 heads of 64,
-    12 key/value heads in cross-attention, 1952 in/out channels, 453 M parameters), 250 latent frames + 1 time token =
-    251 tokens, 251 context tokens of width 768.  The ODE state stays float32; in bf16 the network runs in bfloat16
-    with the casts the pipeline makes (``_NetworkInItsDtype``).
+    The wall time of one guided velocity evaluation as the sampler makes it, on the full-size DiT of
+    ``VSSFlowConfig()`` (10 layers, width 1536, 24 heads of 64, 12 key/value heads in cross-attention, 1952 in/out
+    channels, 453 M parameters), 250 latent frames + 1 time token = 251 tokens, 251 context tokens of width 768,
+    batch 1.  The ODE state stays float32.  Variants (``--variants``):
+      ours-fast   what the pipeline samples with: ``CachedGuidedVelocity``, the unconditional and conditional inputs
+                  as ONE pass of batch 2, everything constant over a generation prepared once (condition channels
+                  through the input map, cross-attention keys/values, rotary tables; the preparation is not timed:
+                  it happens once per generation, not per step); in bf16 the residual stream, norms and time
+                  features stay float32
+      ours-plain  the official guidance: ``GuidedVelocity(batched=False)``, TWO plain passes of batch 1; in bf16 the
+                  network runs in bfloat16 with the casts ``_NetworkInItsDtype`` makes
+      diffusers   the reference, driven exactly as ours-plain (two passes)
+      diffusers-batched  the reference driven with batched guidance (one pass of batch 2), to separate what
+                  batching gives from what the cache gives
 
     The reference is diffusers' ``StableAudioDiTModel`` with the same hyper-parameters (num_layers 10,
     attention_head_dim 64, num_attention_heads 24, num_key_value_attention_heads 12, in_channels = out_channels =
     1952, cross_attention_dim 768, time_proj_dim 256) and OUR weights copied in (the parameter names are identical),
-    driven through the very same ``GuidedVelocity``.  Ours and the reference run alternately in one process
-    (ours, ref, ours, ref, ...) after warm-up runs; the median of ``--repeats`` runs is printed with the ratio
-    ours / reference (< 1 means ours is faster).  It also prints the max relative difference of the two outputs, and
-    of our bf16 velocity against our fp32 velocity (max |bf16 - fp32| / max |fp32| over the latent channels, the ones
-    the sampler integrates; also the relative L2 error).
+    driven through the very same ``GuidedVelocity``.  All variants run alternately in one process (fast, plain, ref,
+    ..., fast, plain, ref, ...) after warm-up runs, so a busy machine slows them alike; the median of ``--repeats``
+    runs is printed.  The summary gives the ratios that matter: fp32 ours-fast / diffusers fp32 (<= 1 required),
+    bf16 ours-fast / diffusers fp32 (goal <= 0.5), and the relative L2 error of the bf16 fast velocity against the
+    fp32 reference velocity over the latent channels (the ones the sampler integrates; goal < 2%), plus each
+    variant's max relative difference from the fp32 reference (max |v - v_ref| / max |v_ref|).
 
 Differences from our DiT that diffusers' API forces, and how they are neutralised
     - diffusers projects the cross-attention tokens through ``cross_attention_proj`` (Linear-SiLU-Linear) and adds
@@ -41,10 +50,13 @@ Run (diffusers lives in a separate virtual environment, never in the project's):
     .bench-venv/bin/pip install torch==2.13.0 diffusers einops safetensors numpy
     .bench-venv/bin/python bench/dit_step.py --repeats 3 --threads 2
 
-Options: ``--dtypes fp32,bf16``, ``--repeats N`` (timed runs per model and dtype), ``--warmup N``, ``--threads N``
-(torch.set_num_threads), ``--tokens N`` (latent frames, default 250), ``--ours-only``,
-``--stock-cross-attention``, ``--keep-diffusers-projections`` (see above).  If diffusers is not importable
-only our model is measured and the script says so.
+Options: ``--dtypes fp32,bf16``, ``--variants ours-fast,ours-plain,diffusers,diffusers-batched``, ``--repeats N``
+(timed runs per variant and dtype), ``--warmup N``, ``--threads N`` (torch.set_num_threads), ``--clock wall|cpu``
+(``cpu``: the process's CPU seconds, which other processes competing for the cores do not inflate; meaningful with
+``--threads 1``, where no thread spins in a barrier), ``--tokens N`` (latent frames, default 250), ``--layers N``
+(fewer layers for a quick look; the figures are for 10), ``--ours-only``,
+``--stock-cross-attention``, ``--keep-diffusers-projections`` (see above).  If diffusers is not importable only our
+variants are measured and the script says so.
 """
 
 from __future__ import annotations
@@ -61,11 +73,12 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vssflow_core.config import VSSFlowConfig  # noqa: E402
-from vssflow_core.flow.guidance import GuidedVelocity  # noqa: E402
+from vssflow_core.flow.guidance import CachedGuidedVelocity, GuidedVelocity  # noqa: E402
 from vssflow_core.model.dit import VSSFlowDiT  # noqa: E402
-from vssflow_core.model.vssflow import Conditions  # noqa: E402
+from vssflow_core.model.vssflow import Conditions, VSSFlow  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+VARIANTS = ("ours-fast", "ours-plain", "diffusers", "diffusers-batched")
 
 
 class _Zeros(nn.Module):
@@ -152,10 +165,14 @@ def build_diffusers(cfg: VSSFlowConfig, ours: VSSFlowDiT, keep_projections: bool
     return model.eval().requires_grad_(False), global_dim
 
 
-def time_once(velocity: GuidedVelocity, t: torch.Tensor, x: torch.Tensor) -> tuple[float, torch.Tensor]:
-    start = time.perf_counter()
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_once(velocity: GuidedVelocity, t: torch.Tensor, x: torch.Tensor,
+              clock=time.perf_counter) -> tuple[float, torch.Tensor]:
+    start = clock()
     v = velocity(t, x)
-    return time.perf_counter() - start, v
+    return clock() - start, v
 
 
 def rel_max(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -171,8 +188,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
     parser.add_argument("--dtypes", default="fp32,bf16")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--tokens", type=int, default=None, help="latent frames (default: the 10 s window, 250)")
+    parser.add_argument("--layers", type=int, default=None, help="DiT layers (default: the official 10)")
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--ours-only", action="store_true")
     parser.add_argument("--keep-diffusers-projections", action="store_true")
@@ -182,12 +202,16 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
-    cfg = VSSFlowConfig()
+    cfg = VSSFlowConfig() if args.layers is None else VSSFlowConfig(num_layers=args.layers)
     length = args.tokens or 250
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
 
     diffusers_version = None
-    if not args.ours_only:
+    if not args.ours_only and any(v.startswith("diffusers") for v in variants):
         try:
             import diffusers
 
@@ -195,13 +219,17 @@ def main() -> None:
             diffusers.utils.logging.set_verbosity_error()  # its "cast with to()" warning does not apply here
         except Exception as exc:  # noqa: BLE001 - report and carry on with ours only
             print(f"diffusers is not importable ({type(exc).__name__}: {exc}); measuring ours only")
+    if not diffusers_version:
+        variants = [v for v in variants if not v.startswith("diffusers")]
 
     torch.manual_seed(0)
-    ours32 = VSSFlowDiT(cfg).eval().requires_grad_(False)
+    model32 = VSSFlow(cfg).eval().requires_grad_(False)  # the DiT plus the (untimed) condition projections
+    ours32 = model32.dit
     params = sum(p.numel() for p in ours32.parameters())
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, diffusers {diffusers_version or 'absent'}")
-    print(f"DiT: {params / 1e6:.1f} M parameters, {length + 1} tokens, batch 1, guidance {args.guidance} "
-          f"(2 network passes per step), repeats {args.repeats}, warm-up {args.warmup}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, diffusers {diffusers_version or 'absent'}, "
+          f"{args.clock} clock")
+    print(f"DiT: {params / 1e6:.1f} M parameters, {cfg.num_layers} layers, {length + 1} tokens, batch 1, guidance "
+          f"{args.guidance}, repeats {args.repeats}, warm-up {args.warmup}; variants {', '.join(variants)}")
 
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(1, cfg.in_channels, length, generator=gen)
@@ -210,69 +238,83 @@ def main() -> None:
     conditions = Conditions(context=context, latent_cond=latent_cond)
     t = torch.tensor([0.37])
     rope = ours32.rope(length)
+    lat = slice(0, cfg.latent_channels)
+
+    def velocity_of(variant: str, model: VSSFlow, ref_model=None, global_dim: int = 0):
+        if variant == "ours-fast":
+            return CachedGuidedVelocity(model, conditions, args.guidance)
+        if variant == "ours-plain":
+            return GuidedVelocity(OursNet(model.dit, cfg.latent_channels), conditions, args.guidance,
+                                  latent_channels=cfg.latent_channels, batched=False)
+        return GuidedVelocity(DiffusersNet(ref_model, cfg.latent_channels, rope, global_dim), conditions,
+                              args.guidance, latent_channels=cfg.latent_channels,
+                              batched=variant == "diffusers-batched")
 
     rows = []
-    velocities: dict[str, torch.Tensor] = {}
+    velocities: dict[tuple[str, str], torch.Tensor] = {}
     for name in dtypes:
         dtype = DTYPES[name]
-        ours = ours32 if dtype == torch.float32 else VSSFlowDiT(cfg).to(dtype).eval().requires_grad_(False)
-        if ours is not ours32:
-            ours.load_state_dict(ours32.state_dict())
-        models = {"ours": GuidedVelocity(OursNet(ours, cfg.latent_channels), conditions, args.guidance,
-                                         latent_channels=cfg.latent_channels)}
-        if diffusers_version:
+        model = model32
+        if dtype != torch.float32:
+            model = VSSFlow(cfg).to(dtype).eval().requires_grad_(False)
+            model.load_state_dict(model32.state_dict())
+        ref, global_dim = None, 0
+        if any(v.startswith("diffusers") for v in variants):
             ref, global_dim = build_diffusers(cfg, ours32, args.keep_diffusers_projections)
             ref = ref.to(dtype)
-            ref_rope = rope  # float32, as our DiT uses (both processors rotate in float32)
-            if not args.stock_cross_attention:
+            if not args.stock_cross_attention:  # rope in float32, as our DiT uses (both rotate in float32)
                 for block in ref.transformer_blocks:
-                    block.attn2 = _CrossAttentionWithRope(block.attn2, ref_rope)
-            models["diffusers"] = GuidedVelocity(
-                DiffusersNet(ref, cfg.latent_channels, ref_rope, global_dim), conditions,
-                args.guidance, latent_channels=cfg.latent_channels)
-        times: dict[str, list[float]] = {k: [] for k in models}
-        outs: dict[str, torch.Tensor] = {}
+                    block.attn2 = _CrossAttentionWithRope(block.attn2, rope)
+        fields = {v: velocity_of(v, model, ref, global_dim) for v in variants}
+        times: dict[str, list[float]] = {v: [] for v in fields}
         for i in range(args.warmup + args.repeats):
-            for key, velocity in models.items():  # alternate: ours, ref, ours, ref, ...
-                seconds, v = time_once(velocity, t, x)
+            for variant, velocity in fields.items():  # alternate: fast, plain, ref, ..., fast, plain, ref, ...
+                seconds, v = time_once(velocity, t, x, CLOCKS[args.clock])
                 if i >= args.warmup:
-                    times[key].append(seconds)
-                outs[key] = v
-        velocities[name] = outs["ours"]
-        row = {"dtype": name, "ours": statistics.median(times["ours"]), "ours_all": times["ours"]}
-        if "diffusers" in models:
-            row["diffusers"] = statistics.median(times["diffusers"])
-            row["diffusers_all"] = times["diffusers"]
-            lat = slice(0, cfg.latent_channels)
-            row["diff"] = rel_max(outs["ours"][:, lat], outs["diffusers"][:, lat])
-        rows.append(row)
-        print(f"  {name}: ours {['%.3f' % s for s in times['ours']]} s"
-              + (f", diffusers {['%.3f' % s for s in times['diffusers']]} s" if "diffusers" in times else ""),
-              flush=True)
-        del models
-        if ours is not ours32:
-            del ours
+                    times[variant].append(seconds)
+                velocities[(name, variant)] = v
+        for variant in fields:
+            rows.append({"dtype": name, "variant": variant, "median": statistics.median(times[variant]),
+                         "all": times[variant]})
+            print(f"  {name} {variant:<18} {['%.3f' % s for s in times[variant]]} s", flush=True)
+        del fields, ref
+        if model is not model32:
+            del model
+
+    reference = velocities.get(("fp32", "ours-plain"))
+    by = {(r["dtype"], r["variant"]): r["median"] for r in rows}
+    print()
+    print(f"{'dtype':<6} {'variant':<18} {'median (s)':>11} {'max rel diff vs fp32 ours-plain':>32}")
+    for row in rows:
+        v = velocities[(row["dtype"], row["variant"])]
+        diff = f"{rel_max(v[:, lat], reference[:, lat]):.2e}" if reference is not None else "-"
+        print(f"{row['dtype']:<6} {row['variant']:<18} {row['median']:>11.3f} {diff:>32}")
 
     print()
-    print(f"{'dtype':<6} {'ours (s)':>10} {'diffusers (s)':>14} {'ours/diffusers':>15} {'max rel diff':>13}")
-    for row in rows:
-        ref = row.get("diffusers")
-        if ref:
-            tail = f"{ref:>14.3f} {row['ours'] / ref:>15.3f} {row['diff']:>13.2e}"
-        else:
-            tail = f"{'-':>14} {'-':>15} {'-':>13}"
-        print(f"{row['dtype']:<6} {row['ours']:>10.3f} " + tail)
-    by = {r["dtype"]: r for r in rows}
-    if "fp32" in by and "bf16" in by:
-        print()
-        print(f"ours bf16 / ours fp32 time: {by['bf16']['ours'] / by['fp32']['ours']:.3f}")
-        if "diffusers" in by["fp32"]:
-            print(f"ours bf16 / diffusers fp32 time: {by['bf16']['ours'] / by['fp32']['diffusers']:.3f}")
-            print(f"ours fp32 / diffusers fp32 time: {by['fp32']['ours'] / by['fp32']['diffusers']:.3f}")
-        lat = slice(0, cfg.latent_channels)
-        v16, v32 = velocities["bf16"][:, lat], velocities["fp32"][:, lat]
-        print(f"ours bf16 vs fp32 guided velocity (latent channels): max rel diff {rel_max(v16, v32):.4f} "
-              f"(max |d| / max |v32|), rel L2 {rel_l2(v16, v32):.4f}")
+    ref32 = by.get(("fp32", "diffusers"))
+
+    def ratio(label: str, num, den, note: str = "") -> None:
+        if num is not None and den is not None:
+            print(f"{label:<58} {num / den:.3f}{note}")
+
+    ratio("fp32 ours-fast / diffusers fp32 (2 passes) time", by.get(("fp32", "ours-fast")), ref32, "  (<= 1 required)")
+    ratio("fp32 ours-fast / diffusers-batched fp32 time", by.get(("fp32", "ours-fast")),
+          by.get(("fp32", "diffusers-batched")))
+    ratio("fp32 ours-plain / diffusers fp32 time", by.get(("fp32", "ours-plain")), ref32)
+    ratio("bf16 ours-fast / diffusers fp32 (2 passes) time", by.get(("bf16", "ours-fast")), ref32,
+          "  (goal <= 0.5)")
+    ratio("bf16 ours-fast / diffusers-batched fp32 time", by.get(("bf16", "ours-fast")),
+          by.get(("fp32", "diffusers-batched")))
+    ratio("bf16 ours-plain / diffusers fp32 time", by.get(("bf16", "ours-plain")), ref32)
+    ratio("bf16 ours-fast / fp32 ours-fast time", by.get(("bf16", "ours-fast")), by.get(("fp32", "ours-fast")))
+    if reference is not None:
+        for variant in ("ours-fast", "ours-plain"):
+            v16 = velocities.get(("bf16", variant))
+            if v16 is not None:
+                print(f"bf16 {variant} vs fp32 ours-plain guided velocity (latent channels): rel L2 "
+                      f"{rel_l2(v16[:, lat], reference[:, lat]):.4f}, max rel diff "
+                      f"{rel_max(v16[:, lat], reference[:, lat]):.4f}" + ("  (goal < 0.02)" if variant == "ours-fast"
+                                                                           else ""))
 
 
 if __name__ == "__main__":

@@ -11,11 +11,14 @@ What it measures
         Synchformer            (``encode_video`` on 250 frames, 30 segments)
         phonemes               (transcript -> G2P -> ids stretched over the window)
         conditions             (projections of every condition)
-        sampler                (guided flow: ``--solver`` / ``--steps`` / ``--atol``; default the pipeline's own)
+        sampler                (guided flow: ``--solver`` / ``--steps`` / ``--atol``; default the pipeline's own,
+                               on the pipeline's fast path: batched guidance + the per-generation DiT cache)
         VAE decode, vocoder    (``PipelineComponents.decode`` split in its two halves)
         mux                    (AAC encode + copy the video stream into a new MP4)
-    The table prints seconds, the share of the total, and the process's peak RSS after the stage; below it the share
-    of everything other than the sampler, and the sampler's evaluations (each is two DiT passes with guidance).
+    The table prints seconds, the share of the total, and the process's peak RSS after the stage; below it the
+    non-DiT share (everything other than the sampler: what the fast paths of the DiT cannot speed up), and the
+    sampler's evaluations (each one DiT pass over [unconditional ; conditional], batch 2; two passes of batch 1 with
+    ``--reference-sampler``).
     With random weights dopri5 takes however many evaluations the random field needs, which is not the real model's
     count: the per-evaluation time is printed so the sampler time can be scaled to any evaluation count.
 
@@ -23,8 +26,10 @@ Run
     .venv/bin/python bench/pipeline_stages.py --tiny                          # seconds
     .venv/bin/python bench/pipeline_stages.py --solver euler --steps 8        # full size, ~1 min on 2 cores
     .venv/bin/python bench/pipeline_stages.py                                 # full size, official dopri5
-Options: ``--dtype float32|bfloat16`` (the network's), ``--threads``, ``--transcript``, ``--video-size WxH``,
-``--seed``.  Needs PyAV (already a project dependency) for video decode and mux.
+Options: ``--dtype float32|bfloat16`` (the network's), ``--reference-sampler`` (the official two plain passes per
+evaluation, no cache), ``--compile`` (torch.compile the network; its compile time lands in the sampler row),
+``--threads``, ``--transcript``, ``--video-size WxH``, ``--seed``.  Needs PyAV (already a project dependency) for
+video decode and mux.
 """
 
 from __future__ import annotations
@@ -120,6 +125,8 @@ def main() -> None:
     parser.add_argument("--transcript", default="The quick brown fox jumps over the lazy dog, twice before noon.")
     parser.add_argument("--video-size", default="640x360")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reference-sampler", action="store_true")
+    parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
 
     if args.threads:
@@ -134,7 +141,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {'tiny' if args.tiny else 'full-size'} "
           f"random components (network {params / 1e6:.1f} M parameters, {args.dtype}), built in {build_s:.1f} s; "
           f"solver {args.solver}"
-          + (f" atol=rtol={args.atol:g}" if args.solver == "dopri5" else f" {args.steps} steps"))
+          + (f" atol=rtol={args.atol:g}" if args.solver == "dopri5" else f" {args.steps} steps")
+          + (", reference sampler (2 plain passes per evaluation)" if args.reference_sampler else
+             ", fast sampler (batched guidance + DiT cache)") + (", compiled" if args.compile else ""))
 
     rows: list[tuple[str, float, float]] = []
 
@@ -173,8 +182,10 @@ def main() -> None:
         pipe.phoneme_ids(args.transcript, duration=visual.duration)
         phonemes_warm = time.perf_counter() - warm
         conditions = stage("conditions", lambda: pipe.conditions(visual, phone_ids))
+        fast = not args.reference_sampler
         sampled = stage("sampler", lambda: pipe.sample(conditions, seed=args.seed, solver=args.solver,
-                                                       steps=args.steps, atol=args.atol, rtol=args.atol))
+                                                       steps=args.steps, atol=args.atol, rtol=args.atol,
+                                                       batched_guidance=fast, cache=fast, compile=args.compile))
         vae = pipe.vae
 
         def vae_decode():
@@ -201,10 +212,12 @@ def main() -> None:
     print(f"{'total':<22} {total:>9.3f} {100.0:>6.1f}% {peak_rss_mib():>15.0f}")
     sampler_s = next(s for n, s, _ in rows if n == "sampler")
     print()
-    print(f"everything other than the sampler: {total - sampler_s:.3f} s = {100 * (total - sampler_s) / total:.1f}% "
-          f"of the total")
-    print(f"sampler: {sampled.evaluations} guided evaluations ({2 * sampled.evaluations} DiT passes), "
-          f"{sampled.steps} steps, {sampler_s / max(1, sampled.evaluations):.3f} s per evaluation")
+    print(f"non-DiT share (everything other than the sampler): {total - sampler_s:.3f} s = "
+          f"{100 * (total - sampler_s) / total:.1f}% of the total")
+    passes = (f"{2 * sampled.evaluations} DiT passes of batch 1" if args.reference_sampler else
+              f"{sampled.evaluations} DiT passes of batch 2")
+    print(f"sampler: {sampled.evaluations} guided evaluations ({passes}), {sampled.steps} steps, "
+          f"{sampler_s / max(1, sampled.evaluations):.3f} s per evaluation")
     print(f"phonemes again (warm, not in the total): {phonemes_warm:.3f} s")
     print(f"peak RSS during the stages {peak_rss_mib():.0f} MiB" + ("" if reset else " (peak since start: the "
           "kernel refused the reset)") + f"; at start {rss_start:.0f} MiB; after building the components and "

@@ -10,6 +10,7 @@ import torch
 
 from ..vssflow_core.model.vssflow import VSSFlow
 from ..vssflow_core.pipeline import PipelineComponents
+from ..vssflow_core.windows import WindowPlan
 from . import comfy_bridge
 
 CATEGORY = "audio/VSSFlow"
@@ -58,7 +59,8 @@ class LoadedComponents:
 
 @dataclass(eq=False)
 class Latent:
-    """``VSSFLOW_LATENT``: sampled packed latents ``[B, 128, L]`` (CPU) and the clip they belong to."""
+    """``VSSFLOW_LATENT``: sampled packed latents ``[B, 128, L]``, or ``[B, windows, 128, L]`` for a clip longer than
+    one window (CPU), and the clip they belong to."""
 
     latent: torch.Tensor
     duration: float  # seconds of the clip: the decoded audio is exactly this long
@@ -66,6 +68,7 @@ class Latent:
     solver: str
     steps: int
     evaluations: int
+    plan: WindowPlan | None = None  # where the windows lie (None: the one window of a short clip)
 
 
 def _bytes(modules: Iterable[torch.nn.Module]) -> int:

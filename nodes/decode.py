@@ -26,5 +26,5 @@ class VSSFlowVocoderDecode:
     def decode(self, vssflow_components, latent):
         parts = vssflow_components.components
         with on_device([parts.vae, parts.vocoder], vssflow_components.load_device, vssflow_components.offload_device):
-            waveform = parts.decode(latent.latent, latent.duration)  # [B, samples], float32 on the CPU
+            waveform = parts.decode(latent.latent, latent.duration, latent.plan)  # [B, samples], float32 on the CPU
         return ({"waveform": waveform.unsqueeze(1).contiguous(), "sample_rate": parts.sample_rate},)

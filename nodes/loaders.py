@@ -48,7 +48,9 @@ class VSSFlowCheckpointLoader:
         load_device, offload = compute_device(device), comfy_bridge.offload_device()
         if load_device.type == "cpu":
             offload = load_device
-        checkpoint = {AUTO: None, DEMO: DEMO}.get(ckpt_name) or comfy_bridge.model_path(ckpt_name)
+        checkpoint = {AUTO: None, DEMO: DEMO}.get(ckpt_name, ckpt_name)
+        if checkpoint not in (None, DEMO):
+            checkpoint = comfy_bridge.model_path(ckpt_name)
         model = load_network(checkpoint, models_dir=comfy_bridge.models_dirs(), device=offload, dtype=DTYPES[dtype])
         return (LoadedModel(model=model, load_device=load_device, offload_device=offload, name=ckpt_name),)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..vssflow_core.config import SEQUENCE
+from ..vssflow_core.config import WINDOWS
 from ..vssflow_core.pipeline import phoneme_track
 from .common import CATEGORY, PHONEMES
 
@@ -22,7 +22,7 @@ class VSSFlowPhonemeTokenizer:
 
     @classmethod
     def INPUT_TYPES(cls):
-        window = SEQUENCE.duration_sec
+        window = WINDOWS.max_duration_sec
         return {
             "required": {
                 "transcript": ("STRING", {

@@ -14,7 +14,8 @@ MAX_SEED = 0xFFFF_FFFF_FFFF_FFFF
 class VSSFlowSampler:
     DESCRIPTION = ("Generates the sound (and speech) of the clip: integrates VSSFlow's flow from noise to an audio "
                    "latent with classifier-free guidance. dopri5 (adaptive, the official solver) picks its own steps; "
-                   "euler, midpoint, heun and rk4 take 'steps'. Batch item i uses seed + i.")
+                   "euler, midpoint, heun and rk4 take 'steps'. Batch item i uses seed + i. A clip longer than 10 s "
+                   "is sampled window by window, each window continuing the one before it.")
     CATEGORY = CATEGORY
     RETURN_TYPES = (LATENT,)
     RETURN_NAMES = ("latent",)
@@ -52,7 +53,8 @@ class VSSFlowSampler:
                guidance_scale: float, solver: str, batch_size: int, phonemes=None, speaker_reference=None,
                unique_id=None):
         track = phonemes if phonemes is not None else PhonemeTrack()
-        phone_ids = track.frame_ids(visual_features.duration)  # checks the speech window against the clip
+        # on the clip's whole timeline, cut per window by sample_windows; checks the speech window against the clip
+        phone_ids = track.frame_ids(visual_features.duration)
         parts = vssflow_components.components
         modules = [vssflow_model.model]
         if speaker_reference is not None and parts.rawnet3 is not None:
@@ -60,8 +62,8 @@ class VSSFlowSampler:
         with on_device(modules, vssflow_model.load_device, vssflow_model.offload_device):
             pipe = VSSFlowPipeline.from_components(vssflow_model.model, parts)
             speaker = pipe.speaker_embedding(speaker_reference)
-            conditions = pipe.conditions(visual_features, phone_ids, speaker, batch_size=batch_size)
-            sampled = pipe.sample(conditions, seed=seed, solver=solver, steps=steps, guidance_scale=guidance_scale,
-                                  callback=comfy_bridge.step_reporter(unique_id))
+            sampled = pipe.sample_windows(visual_features, phone_ids, speaker, batch_size=batch_size, seed=seed,
+                                          solver=solver, steps=steps, guidance_scale=guidance_scale,
+                                          callback=comfy_bridge.step_reporter(unique_id))
         return (Latent(latent=sampled.latent.cpu(), duration=visual_features.duration, seeds=sampled.seeds,
-                       solver=solver, steps=sampled.steps, evaluations=sampled.evaluations),)
+                       solver=solver, steps=sampled.steps, evaluations=sampled.evaluations, plan=sampled.plan),)

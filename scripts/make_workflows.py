@@ -17,10 +17,13 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "tests"))
+sys.path[:0] = [str(REPO_ROOT / "tests"), str(REPO_ROOT)]
 
 from workflow_tools import (EXAMPLES_DIR, WORKFLOWS_DIR, check_workflow,  # noqa: E402
                             pack_node_defs, socket_inputs, widget_layout)
+from vssflow_core.config import WINDOWS  # noqa: E402
+
+MAX_SEC = WINDOWS.max_duration_sec  # the VideoLoader's max_duration widget
 
 CORE_DEFS = {
     "LoadVideo": {"input": {"required": {"file": ["COMBO", {"options": [], "video_upload": True}]}},
@@ -35,10 +38,11 @@ CORE_DEFS = {
                     "output": ["VIDEO"], "output_name": ["VIDEO"]},
 }
 
-SFX_NOTE = ("Sound effects for a silent video.\n\n1. Put the clip (at most 10 s) in ComfyUI's input folder and pick it "
-            "in Load Video.\n2. Model files go in models/vssflow/ (see the README); 'auto' finds them, and download "
-            "fetches the public components.\n3. The result is saved as output/vssflow/<name>_00001_.mp4 (picture "
-            "copied unchanged) and .wav (16 kHz), and previewed on Audio Mux.")
+SFX_NOTE = ("Sound effects for a silent video.\n\n1. Put the clip (any length: past 10 s it is generated in "
+            "overlapping windows) in ComfyUI's input folder and pick it in Load Video.\n2. Model files go in "
+            "models/vssflow/ (see the README); 'auto' finds them, and download fetches the public components.\n3. "
+            "The result is saved as output/vssflow/<name>_00001_.mp4 (picture copied unchanged) and .wav (16 kHz), "
+            "and previewed on Audio Mux.")
 
 
 class Graph:
@@ -119,7 +123,7 @@ def sound_effects(defs):
     g = Graph(defs)
     g.add("Note", (0, 0), [SFX_NOTE], size=(420, 230))
     load = g.add("LoadVideo", (440, 0), ["example.mp4", "image"], size=(320, 360))
-    loader = g.add("VSSFlowVideoLoader", (440, 420), ["(none)", 0.0], size=(330, 200))
+    loader = g.add("VSSFlowVideoLoader", (440, 420), ["(none)", 0.0, MAX_SEC], size=(330, 200))
     g.connect(load, "VIDEO", loader, "video")
     _pipeline(g, loader, prefix="vssflow/sound_effects", seed=0)
     return g.workflow()
@@ -133,7 +137,7 @@ def speech_only(defs):
         "link for a neutral voice).\n\nEnglish text is converted to phonemes offline; ARPAbet ('HH AH0 L OW1') is "
         "taken as is."], size=(420, 230))
     load = g.add("LoadVideo", (440, 0), ["example.mp4", "image"], size=(320, 360))
-    loader = g.add("VSSFlowVideoLoader", (440, 420), ["(none)", 0.0], size=(330, 200))
+    loader = g.add("VSSFlowVideoLoader", (440, 420), ["(none)", 0.0, MAX_SEC], size=(330, 200))
     g.connect(load, "VIDEO", loader, "video")
     speaker = g.add("LoadAudio", (440, 680), ["speaker.wav", None, None], title="Speaker reference",
                     size=(320, 140))
@@ -149,7 +153,7 @@ def speech_and_sound(defs):
         "makes the sounds of what is seen around them, in one pass. Turn on mix_original in Audio Mux to keep the "
         "video's own sound under the new track."], size=(420, 200))
     load = g.add("LoadVideo", (440, 0), ["example.mp4", "image"], size=(320, 360))
-    loader = g.add("VSSFlowVideoLoader", (440, 420), ["(none)", 0.0], size=(330, 200))
+    loader = g.add("VSSFlowVideoLoader", (440, 420), ["(none)", 0.0, MAX_SEC], size=(330, 200))
     g.connect(load, "VIDEO", loader, "video")
     tokens = _tokenizer(g, loader, "Look out, the dog is running!", 0.5, 2.0)
     _pipeline(g, loader, phonemes=tokens, prefix="vssflow/speech_and_sound", seed=42)
@@ -164,7 +168,7 @@ def speech_without_video(defs):
         "speech; the wav holds the speech alone."], size=(420, 200))
     frames = g.add("EmptyImage", (440, 0), [64, 64, 75, 0], title="Black frames (75 = 3 s at 25 fps)",
                    size=(320, 170))
-    loader = g.add("VSSFlowVideoLoader", (440, 420), ["(none)", 25.0], size=(330, 200))
+    loader = g.add("VSSFlowVideoLoader", (440, 420), ["(none)", 25.0, MAX_SEC], size=(330, 200))
     g.connect(frames, "IMAGE", loader, "images")
     tokens = _tokenizer(g, loader, "HH AH0 L OW1 , W ER1 L D", 0.25, 0.0, "arpabet")
     _pipeline(g, loader, phonemes=tokens, prefix="vssflow/speech_without_video", seed=3)
@@ -180,7 +184,7 @@ def from_generated_video(defs):
     frames = g.add("EmptyImage", (440, 0), [64, 48, 48, 3368652], title="Stand-in for a generator", size=(320, 170))
     create = g.add("CreateVideo", (440, 220), [24.0, 8], size=(320, 120))
     g.connect(frames, "IMAGE", create, "images")
-    loader = g.add("VSSFlowVideoLoader", (440, 420), ["(none)", 0.0], size=(330, 200))
+    loader = g.add("VSSFlowVideoLoader", (440, 420), ["(none)", 0.0, MAX_SEC], size=(330, 200))
     g.connect(create, "VIDEO", loader, "video")
     _pipeline(g, loader, prefix="vssflow/generated_video", seed=11, mux_video=(create, "VIDEO"))
     return g.workflow()

@@ -215,3 +215,26 @@ def test_evaluation_scores_timing_and_the_shuffled_baseline():
     assert score_talk(audio, rate, talk, fps=25)["corr"] > 0.8
     frames = np.arange(10)[:, None, None, None] * np.ones((1, 2, 2, 3))
     assert sorted(shuffled_frames(frames)[:, 0, 0, 0]) == list(range(10))
+
+
+@requires_demo
+def test_the_readme_first_command_generates_sound_for_the_shipped_example(tmp_path):
+    """The README's first command, minus the set-up, with the output redirected into a temporary folder."""
+    import re
+    import shlex
+    import subprocess
+    import sys
+
+    from vssflow_core.media import video_duration
+
+    repo = DEMO_TOML.parents[2]
+    first_block = re.search(r"```bash\n(.*?)\n```", (repo / "README.md").read_text(), re.S).group(1)
+    command = shlex.split(first_block.split("&&", 1)[1])
+    assert command[:3] == [".venv/bin/python", "-m", "vssflow_core"] and "generate" in command
+    out = tmp_path / "out.mp4"
+    command[command.index("-o") + 1] = str(out)
+    done = subprocess.run([sys.executable, *command[1:]], cwd=repo, capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "using the demo model" in done.stderr
+    assert abs(video_duration(out) - video_duration(repo / "demo_videos" / "bouncing.mp4")) < 0.05

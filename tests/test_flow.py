@@ -114,7 +114,7 @@ def test_guidance_combines_unconditional_and_conditional_passes():
     model = RecordingModel()
     conditions = Conditions(context=torch.full((1, 3, 4), 2.0), latent_cond=torch.ones(1, 3, 5))
     x = torch.cat([torch.zeros(1, 2, 5), conditions.latent_cond], dim=1)
-    v = GuidedVelocity(model, conditions, guidance_scale=3.0)(torch.tensor(0.5), x)
+    v = GuidedVelocity(model, conditions, guidance_scale=3.0, batched=False)(torch.tensor(0.5), x)
     (x_u, t_u, ctx_u), (x_c, _, ctx_c) = model.calls
     # the unconditional pass sees zero conditions, in both routes
     assert torch.count_nonzero(x_u[:, 2:]) == 0 and torch.count_nonzero(ctx_u) == 0
@@ -123,6 +123,23 @@ def test_guidance_combines_unconditional_and_conditional_passes():
     v_u, v_c = x_u + 0.0, x_c + 2.0
     torch.testing.assert_close(v[:, :2], (v_u + 3.0 * (v_c - v_u))[:, :2])
     assert torch.count_nonzero(v[:, 2:]) == 0  # the condition channels do not move
+
+
+def test_batched_guidance_is_one_pass_over_unconditional_then_conditional_inputs():
+    conditions = Conditions(context=torch.randn(2, 3, 4), latent_cond=torch.randn(2, 3, 5))
+    x = torch.cat([torch.randn(2, 2, 5), conditions.latent_cond], dim=1)
+    two, one = RecordingModel(), RecordingModel()
+    two_passes = GuidedVelocity(two, conditions, guidance_scale=3.0, batched=False)
+    one_pass = GuidedVelocity(one, conditions, guidance_scale=3.0)  # batched is the default
+    torch.testing.assert_close(one_pass(torch.tensor(0.5), x), two_passes(torch.tensor(0.5), x), rtol=0, atol=1e-6)
+    (x_both, t_both, ctx_both), = one.calls
+    (x_u, _, ctx_u), (x_c, _, ctx_c) = two.calls
+    torch.testing.assert_close(x_both, torch.cat([x_u, x_c]), rtol=0, atol=0)
+    torch.testing.assert_close(ctx_both, torch.cat([ctx_u, ctx_c]), rtol=0, atol=0)
+    assert t_both.shape == (4,)
+    # one evaluation of the guided field either way; what differs is the number of network calls
+    assert one_pass.evaluations == two_passes.evaluations == 1
+    assert (one_pass.network_passes, two_passes.network_passes) == (1, 2)
 
 
 def test_guidance_below_one_uses_the_unconditional_field_only_as_official():

@@ -260,3 +260,15 @@ def test_failure_while_writing_leaves_nothing(tmp_path, silent_video, monkeypatc
     with pytest.raises(MuxError, match="simulated"):
         mux_audio(silent_video, sine(440, 1.0), SR, tmp_path / "out.mp4")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_get_the_usual_file_permissions(tmp_path):
+    """Written through an owner-only temporary file, published with what open(path, "w") would give."""
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        out = write_audio(tmp_path / "out.wav", np.zeros((1, 1600), np.float32), 16_000)
+    finally:
+        os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o644

@@ -18,7 +18,10 @@ import torch
 
 from test_media_mux import band_energy, decoded_audio, make_video_with_audio, video_packet_digest
 from tiny_models import build_tiny_models_folder
+from vssflow_core.demo import demo_available
+from vssflow_core.demo.frontends import PixelGridEncoder
 from vssflow_core.media import video_duration
+from vssflow_core.pipeline import load_network
 from vssflow_core.video.synthetic import make_counter_video
 from workflow_tools import REPO_ROOT, load_pack
 
@@ -200,6 +203,36 @@ def test_mix_with_the_original_sound(nodes, loaded, folders):
     assert rate == 48_000 and band_energy(sound[0], rate, 440) > 0.05
 
 
+def test_a_long_clip_goes_through_the_graph_window_by_window(nodes, loaded, bridge, monkeypatch):
+    bars = []
+
+    class Bar:
+        def __init__(self, total, node_id=None):
+            self.values = []
+            bars.append(self)
+
+        def update_absolute(self, value, total=None, preview=None):
+            self.values.append((value, total))
+
+    monkeypatch.setattr(bridge, "progress_bar", Bar)
+    vssflow_video, _, _, duration, _ = nodes["VSSFlowVideoLoader"].load(images=torch.rand(60, 8, 8, 3),
+                                                                        frame_rate=5.0)
+    assert duration == pytest.approx(12.0)
+    (phonemes,) = nodes["VSSFlowPhonemeTokenizer"].tokenize("Hello there.", 9.0, 11.5, "auto",
+                                                           duration=duration)["result"]
+    (visual,) = nodes["VSSFlowVisualEncoder"].encode(loaded["components"], vssflow_video)
+    assert visual.windows == 2
+    (latent,) = nodes["VSSFlowSampler"].sample(loaded["model"], loaded["components"], visual, phonemes=phonemes,
+                                               **sampler_args(steps=3))
+    assert tuple(latent.latent.shape) == (1, 2, 128, 250) and latent.steps == 6
+    (bar,) = bars
+    assert bar.values == [(i, 6) for i in range(1, 7)]  # one bar over both windows
+    (audio,) = nodes["VSSFlowVocoderDecode"].decode(loaded["components"], latent)
+    assert tuple(audio["waveform"].shape) == (1, 1, 12 * SR)
+    with pytest.raises(ValueError, match="longer than the maximum of 10 s"):
+        nodes["VSSFlowVideoLoader"].load(images=torch.rand(60, 8, 8, 3), frame_rate=5.0, max_duration=10.0)
+
+
 def test_video_loader_refuses_what_it_cannot_place_in_time(nodes):
     loader = nodes["VSSFlowVideoLoader"]
     with pytest.raises(ValueError, match="needs its frame rate"):
@@ -266,10 +299,22 @@ def test_speaker_reference(nodes, loaded, folders, monkeypatch):
 def test_missing_weights_say_how_to_get_them(nodes, bridge, folders, tmp_path):
     bridge.configure(models_dirs=[tmp_path / "empty"])
     try:
-        with pytest.raises(FileNotFoundError, match="Missing weights for 'vssflow'"):
-            nodes["VSSFlowCheckpointLoader"].load("auto", "cpu", "float32")
         with pytest.raises(FileNotFoundError, match="offline mode is on"):  # the download goes through the registry
             nodes["VSSFlowComponentsLoader"].load("auto", "auto", "auto", "auto", "none", True, "cpu")
+    finally:
+        bridge.configure(models_dirs=[folders["root"] / "models" / "vssflow"])
+
+
+@pytest.mark.skipif(not demo_available(), reason="the demo checkpoint is not in this checkout")
+def test_auto_without_a_full_checkpoint_is_the_shipped_demo(nodes, bridge, folders, tmp_path):
+    bridge.configure(models_dirs=[tmp_path / "empty"])
+    try:
+        (loaded,) = nodes["VSSFlowCheckpointLoader"].load("auto", "cpu", "float32")
+        (explicit,) = nodes["VSSFlowCheckpointLoader"].load("demo", "cpu", "float32")
+        # the pack imports its own copy of vssflow_core, so configurations are compared field by field
+        assert loaded.model.cfg.to_json() == explicit.model.cfg.to_json() == load_network("demo", device="cpu").cfg.to_json()
+        (components,) = nodes["VSSFlowComponentsLoader"].load("auto", "auto", "auto", "auto", "none", False, "cpu")
+        assert type(components.components.clip).__name__ == PixelGridEncoder.__name__
     finally:
         bridge.configure(models_dirs=[folders["root"] / "models" / "vssflow"])
 

@@ -39,8 +39,10 @@ from vssflow_core.pipeline import (
     VSSFlowPipeline,
     check_duration,
     phoneme_frame_ids,
+    resolve_checkpoint,
 )
 from vssflow_core.video.synthetic import make_counter_video
+from vssflow_core.demo import DEMO_CHECKPOINT
 from vssflow_core.weights.hub import MissingWeightsError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -108,16 +110,32 @@ def test_in_memory_frames_are_accepted(pipe, videos):
     torch.testing.assert_close(pipe.encode_video(components).clip, visual.clip)
 
 
+def test_a_clip_longer_than_the_window_is_encoded_window_by_window(pipe, videos):
+    visual = pipe.encode_video(videos["12s"])
+    assert visual.windows == 2 and visual.plan.starts == (0.0, 2.0) and visual.duration == pytest.approx(12.0)
+    assert visual.clip.shape == (2, 100, 64) and visual.synch.shape == (2, 30, 8, 64)
+    assert visual.window(1).clip.shape == (1, 100, 64)
+    with pytest.raises(ValueError, match="condition one at a time"):
+        pipe.conditions(visual)
+
+
 def test_too_long_clip_is_refused_before_encoding(pipe, videos):
-    with pytest.raises(ClipTooLongError, match=r"12\.00 s long, longer than the 10 s"):
-        pipe.encode_video(videos["12s"])
+    with pytest.raises(ClipTooLongError, match=r"12\.00 s long, longer than the maximum of 5 s"):
+        pipe.encode_video(videos["12s"], max_duration=5)
 
 
 def test_duration_limit_allows_a_frame_of_slack():
     assert check_duration(3.0) == 3.0
-    assert check_duration(10.03) == 10.0  # a "10 s" clip one frame long is generated as the full window
-    with pytest.raises(ClipTooLongError, match="longer than the 10 s"):
-        check_duration(10.2)
+    assert check_duration(10.03) == 10.03  # a "10 s" clip one frame long is generated in one window ...
+    assert check_duration(45.0) == 45.0 and check_duration(900.0) == 900.0
+    with pytest.raises(ClipTooLongError, match="longer than the maximum of 900 s"):
+        check_duration(900.5)
+
+
+def test_a_frame_past_the_window_is_silence(pipe):
+    waveform = pipe.decode(torch.randn(1, 128, 250), 10.03)  # ... and its last 30 ms are silence
+    assert waveform.shape == (1, round(10.03 * SR))
+    assert waveform[0, 160_000:].abs().max() == 0 and waveform[0, :160_000].abs().max() > 0
 
 
 def test_phoneme_ids_follow_the_speech_window():
@@ -252,8 +270,8 @@ def test_load_through_a_models_folder(tmp_path, components, videos, monkeypatch)
     assert not VSSFlowPipeline.load(models_dir=models, verify=False, device="cpu").has_speaker_encoder
     with pytest.raises(MissingWeightsError, match="rawnet3"):
         VSSFlowPipeline.load(models_dir=models, verify=False, device="cpu", speaker=True)
-    with pytest.raises(MissingWeightsError, match="vssflow"):
-        VSSFlowPipeline.load(models_dir=tmp_path / "empty", device="cpu")
+    # no full checkpoint anywhere: the shipped demo (its stand-ins need no weights), announced in the log
+    assert resolve_checkpoint(None, models_dir=tmp_path / "empty") == DEMO_CHECKPOINT
 
 
 def test_converted_checkpoint_folder_supplies_its_frozen_components(tmp_path, components, videos):
@@ -349,7 +367,7 @@ def test_cli_cancel_writes_nothing(tmp_path, components, videos, monkeypatch, ca
     [
         ("missing", [], "no such file"),
         ("fake", [], "not a video file"),
-        ("12s", [], "longer than the 10 s"),
+        ("12s", ["--max-duration", "5"], "longer than the maximum of 5 s"),
         ("3s", ["--transcript", "!!!"], "nothing to pronounce"),
         ("3s", ["--transcript", HELLO, "--speech-end", "5"], "after the end of the clip"),
         ("3s", ["--speech-start", "1"], "give --transcript too"),
@@ -371,9 +389,10 @@ def test_cli_missing_weights_and_existing_output(tmp_path, videos, capsys, monke
     monkeypatch.delenv("VSSFLOW_MODELS_DIR", raising=False)
     out = tmp_path / "out.mp4"
     code = generate_main(["--video", str(videos["3s"]), "-o", str(out), "--models-dir", str(tmp_path / "none"),
-                          "--device", "cpu"])
-    err = capsys.readouterr().err
-    assert code == 1 and err.startswith("error: Missing weights for 'vssflow'") and "Traceback" not in err
+                          "--device", "cpu", "--vae", str(tmp_path / "vae.safetensors")])
+    err = capsys.readouterr().err  # no full checkpoint: the demo, which cannot take hand-picked components
+    assert code == 1 and err.startswith("error: ") and "demo-model checkpoint" in err and "vae" in err
+    assert "Traceback" not in err
     assert not out.exists()
 
     out.write_bytes(b"keep me")

@@ -1,8 +1,9 @@
 """The one place for VSSFlow's rates, lengths and dimensions.
 
 Everything else in the library reads these objects instead of repeating literals:
-``SequenceConfig`` says how time is sampled (audio, latent, CLIP and Synchformer rates), ``MelConfig`` says how audio
-becomes a log-mel spectrogram, and ``VSSFlowConfig`` says how wide the network is.  A ``VSSFlowConfig`` can be read off
+``SequenceConfig`` says how time is sampled (audio, latent, CLIP and Synchformer rates), ``WindowConfig`` how a video
+of any length is cut into generation windows and joined again, ``MelConfig`` says how audio becomes a log-mel
+spectrogram, and ``VSSFlowConfig`` says how wide the network is.  A ``VSSFlowConfig`` can be read off
 a checkpoint's tensor shapes (:func:`VSSFlowConfig.from_state_dict`), so the official model and its ablations load
 without anyone typing numbers.
 """
@@ -62,6 +63,30 @@ class SequenceConfig:
     @property
     def synch_tokens(self) -> int:
         return self.synch_segments * self.synch_tokens_per_segment
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How a video of any length becomes generation windows, and how their audio is joined again.
+
+    A clip no longer than one window (plus ``tolerance_sec``) is generated in one window, padded as the official code
+    pads; a longer one in windows of ``SequenceConfig.duration_sec`` that overlap by at least ``overlap_sec``.
+    ``bench/seams.py`` measures the two seam strategies; the default is the one it found better.
+    """
+
+    overlap_sec: float = 2.0  # each window repeats at least this much of the one before it
+    # Window starts lie on this grid so every rate lands on a whole frame: CLIP (0.1 s), latent and Synchformer
+    # (0.04 s) and the waveform (3200 samples).
+    grid_sec: float = 0.2
+    # "continue": a window's overlap is tied to the previous window's result while it is sampled (inpainting along
+    # the flow path), then the audio is crossfaded linearly over ``continue_fade_sec`` in the middle of the overlap;
+    # "crossfade": windows are sampled independently and crossfaded with equal power over ``overlap_sec`` there.
+    seam: str = "continue"
+    continue_fade_sec: float = 0.5
+    # A "10 s" clip is often a frame longer (300 frames at 29.97 fps last 10.01 s): within this margin it is generated
+    # in one window and the last few milliseconds are silence.
+    tolerance_sec: float = 0.05
+    max_duration_sec: float = 15 * 60.0  # longer videos are refused unless the caller raises the limit
 
 
 @dataclass(frozen=True)
@@ -192,4 +217,5 @@ class VSSFlowConfig:
 
 
 SEQUENCE = SequenceConfig()
+WINDOWS = WindowConfig()
 MEL = MelConfig()

@@ -1,12 +1,13 @@
-"""``python -m vssflow_core generate``: sound (and speech) for a video, written as an mp4 and/or a wav.
+"""``python -m vssflow_core generate``: sound (and speech) for a video of any length, written as an mp4 and/or a wav.
 
     python -m vssflow_core generate --video in.mp4 -o out.mp4
     python -m vssflow_core generate --video in.mp4 --transcript "Hello there" --speech-start 1 --speech-end 3.5 \\
         --speaker ref.wav -o out.mp4 --wav out.wav
 
 Inputs are checked before any weights are loaded (a wrong path fails in a second, not after a minute of loading), and
-outputs appear only when everything succeeded: nothing is written on an error or an interrupt.  Known failures (bad
-video, missing weights, bad transcript, existing output...) end with exit status 1 and a short message, no traceback.
+outputs appear only when everything succeeded, under a temporary name renamed into place at the end: nothing is
+written on an error or an interrupt, and an existing file is never replaced.  Known failures (bad video, missing
+weights, bad transcript, existing output...) end with exit status 1 and a short message, no traceback.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Sequence
 
 import torch
 
-from .config import SEQUENCE
+from .config import WINDOWS
 from .flow.solvers import SOLVER_NAMES
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -30,13 +31,16 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m vssflow_core generate",
-        description="Generate sound effects and speech for a video (at most 10 s) with VSSFlow.",
+        description="Generate sound effects and speech for a video with VSSFlow. Videos longer than the model's 10 s "
+                    "window are generated in overlapping windows joined without audible seams.",
     )
     io_ = p.add_argument_group("input and output")
-    io_.add_argument("--video", required=True, help="the video to add sound to (at most 10 s long)")
-    io_.add_argument("-o", "--output", help="mp4/mov/mkv to write: the video stream copied unchanged plus the sound")
+    io_.add_argument("--video", required=True, help="the video to add sound to")
+    io_.add_argument("-o", "--output", help="mp4/mov/mkv to write: the video stream copied unchanged plus the sound "
+                                            "(never over an existing file)")
     io_.add_argument("--wav", help="also (or only) write the generated sound as .wav or .flac (16 kHz mono)")
-    io_.add_argument("--overwrite", action="store_true", help="replace output files that exist")
+    io_.add_argument("--max-duration", type=float, default=WINDOWS.max_duration_sec, metavar="SECONDS",
+                     help=f"refuse videos longer than this (default {WINDOWS.max_duration_sec:g} s)")
     io_.add_argument("--mix-original", action="store_true",
                      help="mix the video's own soundtrack into the output video (not into --wav)")
     io_.add_argument("--original-gain", type=float, default=1.0, help="linear gain of the original soundtrack")
@@ -66,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rtol", type=float, default=1e-5, help="dopri5 relative tolerance (official: 1e-5)")
     s.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     s.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="precision of the VSSFlow network")
+    s.add_argument("--compile", action="store_true",
+                   help="run the network through torch.compile (a minute or more to start; pays off on long runs; "
+                        "falls back with a warning where it cannot compile)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -96,6 +103,9 @@ def _fail(message: object) -> int:
 def _check_args(args: argparse.Namespace) -> None:
     if not args.output and not args.wav:
         raise ValueError("nothing to write: give -o OUT.mp4 and/or --wav OUT.wav")
+    if args.transcript is not None and not args.transcript.strip():
+        raise ValueError("--transcript is empty: give the words to be spoken, or leave --transcript out for sound "
+                         "effects only")
     if (args.speech_start is not None or args.speech_end is not None) and not (args.transcript or "").strip():
         raise ValueError("--speech-start/--speech-end place a transcript in time; give --transcript too")
     for flag, value in (("--speaker", args.speaker), ("--lip", args.lip)):
@@ -115,8 +125,9 @@ def _check_args(args: argparse.Namespace) -> None:
     if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
         raise ValueError("-o and --wav name the same file")
     for path in outputs:
-        if path.exists() and not args.overwrite:
-            raise FileExistsError(f"{path} exists; pass --overwrite or choose another name")
+        if path.exists() or path.is_symlink():
+            raise FileExistsError(f"{path} already exists and is never overwritten; choose another name or move the "
+                                  "file away")
         if path.parent.exists() and not path.parent.is_dir():
             raise NotADirectoryError(f"cannot write {path}: {path.parent} is a file, not a folder")
 
@@ -145,13 +156,13 @@ def run(args: argparse.Namespace) -> int:
     from .video import as_frame_source
 
     _check_args(args)
-    # Cheap checks first: the video opens and fits the window, the transcript is pronounceable.
+    # Cheap checks first: the video opens and is not too long, the transcript is pronounceable in its window.
     source, _ = as_frame_source(args.video)
     try:
-        duration = check_duration(source.end_time, SEQUENCE)
+        duration = check_duration(source.end_time, max_duration=args.max_duration)
     finally:
         source.close()
-    phone_ids = phoneme_frame_ids(args.transcript, args.speech_start, args.speech_end, duration)
+    phoneme_frame_ids(args.transcript, args.speech_start, args.speech_end, duration)
 
     started = time.perf_counter()
     pipe = VSSFlowPipeline.load(
@@ -159,30 +170,29 @@ def run(args: argparse.Namespace) -> int:
         vae=args.vae_path, vocoder=args.vocoder_path, rawnet3=args.rawnet3_path, speaker=bool(args.speaker),
         download=args.download, device=args.device, dtype=_DTYPES[args.dtype],
     )
-    lip = pipe.lip_features(args.lip)
-    speaker = pipe.speaker_embedding(args.speaker)
-    visual = pipe.encode_video(args.video)
-    conditions = pipe.conditions(visual, phone_ids, speaker, lip)
     progress = _ProgressBar(args.solver, enabled=not args.quiet)
     try:
-        sampled = pipe.sample(conditions, seed=args.seed, solver=args.solver, steps=args.steps,
-                              guidance_scale=args.guidance_scale, atol=args.atol, rtol=args.rtol, callback=progress)
+        audio = pipe.generate(args.video, args.transcript, speech_start=args.speech_start, speech_end=args.speech_end,
+                              speaker=args.speaker, lip=args.lip, seed=args.seed, solver=args.solver,
+                              steps=args.steps, guidance_scale=args.guidance_scale, atol=args.atol, rtol=args.rtol,
+                              callback=progress, max_duration=args.max_duration, compile=args.compile)
     finally:
         progress.close()
-    waveform = pipe.decode(sampled.latent, visual.duration)[0]
+    waveform = audio.waveform[0]
 
-    # Both files are built under temporary names and renamed into place together at the very end.
+    # Both files are built under temporary names and renamed into place together at the very end; a name that
+    # appeared meanwhile is not replaced (the rename is a hard link, which fails on an existing name).
     with ExitStack() as stack:
         if args.output:
-            tmp_video = stack.enter_context(atomic_output(args.output, overwrite=args.overwrite))
+            tmp_video = stack.enter_context(atomic_output(args.output))
             mux_audio(args.video, waveform, pipe.sample_rate, tmp_video, mix_original=args.mix_original,
                       original_gain=args.original_gain, generated_gain=args.generated_gain, overwrite=True)
         if args.wav:
-            tmp_audio = stack.enter_context(atomic_output(args.wav, overwrite=args.overwrite))
+            tmp_audio = stack.enter_context(atomic_output(args.wav))
             write_audio(tmp_audio, waveform, pipe.sample_rate, overwrite=True)
     written = " and ".join(p for p in (args.output, args.wav) if p)
-    print(f"wrote {written}: {visual.duration:.2f} s, seed {args.seed}, {args.solver} {sampled.steps} steps / "
-          f"{sampled.evaluations} evaluations, {time.perf_counter() - started:.1f} s")
+    print(f"wrote {written}: {audio.duration:.2f} s, seed {args.seed}, {args.solver} {audio.steps} steps / "
+          f"{audio.evaluations} evaluations, {time.perf_counter() - started:.1f} s")
     return 0
 
 

@@ -10,6 +10,7 @@ exactly the nodes that depend on it, progress is reported per solver step, and c
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -337,3 +338,40 @@ def test_progress_every_step_and_cancel_stops_sampling(comfy, info, tiny_models,
     # and the server still serves
     prompt[sampler]["inputs"].update(steps=2, seed=125)
     run(comfy, prompt)
+
+
+def test_bad_inputs_fail_cleanly_and_then_a_long_video_works(comfy, info, tiny_models):
+    """Bad inputs, one after the other, each stopped by the node that can tell what is wrong, with the fix in the
+    message and nothing in the output folder; then the same server generates a 12 s video in two windows."""
+    cut, picture, long = (comfy.input_dir / name for name in ("cut.mp4", "picture.mp4", "long12.mp4"))
+    make_counter_video(long, 300, 25, keyframe_interval=25)
+    data = Path(make_counter_video(comfy.input_dir / "whole.mp4", 75, 25)).read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    from PIL import Image
+
+    Image.fromarray(np.full((48, 64, 3), 200, np.uint8)).save(picture, format="PNG")
+    failing = [
+        (api_prompt(info, tiny_models, "vssflow_sound_effects", LoadVideo={"file": "cut.mp4"}),
+         "VSSFlowVideoLoader", r"cut\.mp4: .*truncated or damaged.*Download or export it again"),
+        (api_prompt(info, tiny_models, "vssflow_sound_effects", LoadVideo={"file": "picture.mp4"}),
+         "VSSFlowVideoLoader", r"a still picture \(PNG\), not a video.*turn the picture into one first"),
+        (api_prompt(info, tiny_models, "vssflow_sound_effects", LoadVideo={"file": "long12.mp4"},
+                    VSSFlowVideoLoader={"max_duration": 5.0}),
+         "VSSFlowVideoLoader", r"12\.00 s long, longer than the maximum of 5 s.*raise the limit"),
+        (api_prompt(info, tiny_models, "vssflow_speech_and_sound", LoadVideo={"file": "long12.mp4"},
+                    VSSFlowPhonemeTokenizer={"transcript": "?! ... !"}),
+         "VSSFlowPhonemeTokenizer", r"nothing to pronounce.*write the words to be spoken"),
+    ]
+    comfy.output_dir.mkdir(parents=True, exist_ok=True)
+    before = sorted(p for p in comfy.output_dir.rglob("*"))
+    for prompt, node_type, message in failing:
+        with pytest.raises(PromptFailed) as failed:
+            run(comfy, prompt)
+        (error,) = [d for k, d in failed.value.entry["status"]["messages"] if k == "execution_error"]
+        assert error["node_type"] == node_type
+        assert re.search(message, error["exception_message"]), error["exception_message"]
+        assert sorted(p for p in comfy.output_dir.rglob("*")) == before  # nothing written, no temporary file
+    good = api_prompt(info, tiny_models, "vssflow_sound_effects", LoadVideo={"file": "long12.mp4"},
+                      VSSFlowAudioMux={"filename_prefix": "vssflow/long"})
+    mp4, wav = saved(comfy, run(comfy, good), good)
+    check_outputs(mp4, wav, 12.0, source=long)

@@ -76,7 +76,8 @@ def prepare_reference(
     if x.numel() == 0:
         raise ValueError("reference audio is empty")
     if not torch.isfinite(x).all():
-        raise ValueError("reference audio contains NaN or infinite samples")
+        raise ValueError("the speaker reference audio contains NaN or infinite samples, so it has no voice to "
+                         "imitate; the recording or the node that made it is broken: use another recording")
     if sample_rate != target_rate:
         x = resample(x.double(), sample_rate, target_rate)
     return x.float()

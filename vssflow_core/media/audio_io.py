@@ -48,7 +48,17 @@ def _prepare_folder(path: Path) -> None:
             from None
 
 
+def _usual_permissions(path: Path) -> None:
+    """mkstemp makes owner-only files; a published output gets what a plain ``open(path, "w")`` would (0666 minus
+    the umask), so other users and tools can read it as usual."""
+    umask = os.umask(0)
+    os.umask(umask)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o666 & ~umask)
+
+
 def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    _usual_permissions(tmp)
     if overwrite:
         os.replace(tmp, path)
         return

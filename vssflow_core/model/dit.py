@@ -7,11 +7,16 @@ frames the transformer sees 251 tokens.
 
 Module and parameter names follow diffusers' ``StableAudioDiTModel`` exactly, because that is the layout of the
 official checkpoint (``vaflow.*``); see ``vssflow_core.weights.checkpoint`` for the routing.
+
+:meth:`VSSFlowDiT.forward` is the reference computation (golden parity).  Sampling uses the equivalent fast path:
+:meth:`VSSFlowDiT.prepare` computes once per generation what the sampler's many passes share (a :class:`DiTCache`)
+and :meth:`VSSFlowDiT.latent_velocity` runs a pass on the audio latent alone.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -46,12 +51,13 @@ def apply_rotary(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> to
     """
     cos, sin = rope
     rotary_dim = cos.shape[-1]
-    dtype = x.dtype
-    x = x.float()
-    x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]
-    first, second = x_rot.chunk(2, dim=-1)
-    rotated = x_rot * cos + torch.cat([-second, first], dim=-1) * sin
-    return torch.cat([rotated, x_pass], dim=-1).to(dtype)
+    half = rotary_dim // 2
+    first, second = x[..., :rotary_dim].float().chunk(2, dim=-1)
+    # x_rot * cos + rotate_half(x_rot) * sin, written half by half: the same float32 operations (a + (-b) is a - b
+    # exactly) with half the memory traffic, and the pass-through features are never converted
+    rotated = torch.cat([first * cos[..., :half] - second * sin[..., :half],
+                         second * cos[..., half:] + first * sin[..., half:]], dim=-1)
+    return torch.cat([rotated.to(x.dtype), x[..., rotary_dim:]], dim=-1)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -93,15 +99,24 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
                 context: torch.Tensor | None = None) -> torch.Tensor:
-        kv_source = x if context is None else context
-        q = rearrange(self.to_q(x), "b l (h d) -> b h l d", h=self.num_heads)
-        k = rearrange(self.to_k(kv_source), "b l (h d) -> b h l d", h=self.num_kv_heads)
-        v = rearrange(self.to_v(kv_source), "b l (h d) -> b h l d", h=self.num_kv_heads)
-        if self.num_kv_heads != self.num_heads:  # grouped-query: query head h reads kv head h // group
+        return self.attend(x, rope, self.keys_values(x if context is None else context))
+
+    def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values [B, heads, N, head_dim] of ``source`` [B, N, dim], key/value heads already repeated for
+        grouped-query attention (query head h reads kv head h // group); keys not yet rotated."""
+        k = rearrange(self.to_k(source), "b l (h d) -> b h l d", h=self.num_kv_heads)
+        v = rearrange(self.to_v(source), "b l (h d) -> b h l d", h=self.num_kv_heads)
+        if self.num_kv_heads != self.num_heads:
             group = self.num_heads // self.num_kv_heads
             k = k.repeat_interleave(group, dim=1)
             v = v.repeat_interleave(group, dim=1)
-        q = apply_rotary(q, rope)
+        return k, v
+
+    def attend(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+               keys_values: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Queries from ``x`` attend to the given keys and values (see :meth:`keys_values`)."""
+        k, v = keys_values
+        q = apply_rotary(rearrange(self.to_q(x), "b l (h d) -> b h l d", h=self.num_heads), rope)
         if not self.is_cross_attention:
             k = apply_rotary(k, rope)
         out = F.scaled_dot_product_attention(q, k, v)
@@ -149,10 +164,59 @@ class DiTBlock(nn.Module):
         x = x + self.attn2(self.norm2(x), rope, context=context)
         return x + self.ff(self.norm3(x))
 
+    def forward_prepared(self, x: torch.Tensor, cross_kv: tuple[torch.Tensor, torch.Tensor],
+                         rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """:meth:`forward` with the cross-attention keys and values of the context given (:class:`DiTCache`).
+
+        The residual stream ``x`` stays in its own dtype (float32) and the norms run in it; each sublayer runs in
+        the weights' dtype (bfloat16 included) and its output is added back in float32, so a bfloat16 network does
+        not round the running sum of ten blocks to 8 bits of mantissa.  In float32 every cast is a no-op.
+        """
+        dtype = self.norm1.weight.dtype
+        # a float32 + bfloat16 sum is computed and stored in float32 (type promotion): no separate cast
+        x = x + self.attn1(_layer_norm(self.norm1, x).to(dtype), rope)
+        x = x + self.attn2.attend(_layer_norm(self.norm2, x).to(dtype), rope, cross_kv)
+        return x + self.ff(_layer_norm(self.norm3, x).to(dtype))
+
+
+def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """``norm`` applied in the dtype of ``x`` (its statistics in float32 for a float32 stream)."""
+    weight = None if norm.weight is None else norm.weight.to(x.dtype)
+    bias = None if norm.bias is None else norm.bias.to(x.dtype)
+    return F.layer_norm(x, norm.normalized_shape, weight, bias, norm.eps)
+
 
 # --------------------------------------------------------------------------------------------------------------------
 # The DiT
 # --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class DiTCache:
+    """What every DiT pass of one generation shares, computed once by :meth:`VSSFlowDiT.prepare`.
+
+    Sampling evaluates the network dozens of times on states that differ only in the audio latent and the time: the
+    condition channels of the state are constants of the flow (guidance gives them zero velocity, so every solver
+    stage leaves them bit-exact), and so are the context tokens and the sequence length.  Everything derived from
+    them alone is here.  The input and output maps are folded into small matrices over the audio-latent channels,
+    so a pass never touches the (many more) condition channels; they and the condition tokens are kept in float32
+    (the dtype of the stream, float64 for a float64 network) whatever the weights' dtype, the cross-attention keys
+    and values in the weights' dtype.
+    """
+
+    latent_in: torch.Tensor  # [width, latent_channels]: proj_in(x + preprocess_conv(x)) restricted to the latent
+    cond_tokens: torch.Tensor  # [B, L, width]: the same map applied to the condition channels
+    cross_kv: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per block: context keys, values [B, heads, N, head_dim]
+    rope: tuple[torch.Tensor, torch.Tensor]  # rotary tables for the time token plus L frames, float32
+    latent_out: torch.Tensor  # [latent_channels, width]: proj_out then x + postprocess_conv(x), latent rows only
+
+    @property
+    def batch_size(self) -> int:
+        return self.cond_tokens.shape[0]
+
+    @property
+    def length(self) -> int:
+        return self.cond_tokens.shape[1]
 
 
 class VSSFlowDiT(nn.Module):
@@ -190,3 +254,48 @@ class VSSFlowDiT(nn.Module):
             h = block(h, context, rope)
         h = self.proj_out(h).transpose(1, 2)[:, :, 1:]
         return h + self.postprocess_conv(h)
+
+    # ---------------------------------------------------------------------------------------------------- sampling
+
+    def _stream_dtype(self) -> torch.dtype:
+        """The dtype of the residual stream and the folded maps: float32 for float32/bfloat16/float16 weights."""
+        return torch.promote_types(self.proj_in.weight.dtype, torch.float32)
+
+    def prepare(self, context: torch.Tensor, latent_cond: torch.Tensor) -> DiTCache:
+        """The :class:`DiTCache` of a generation: context [B, N, context_dim], condition channels [B, cond, L]."""
+        stream, lat = self._stream_dtype(), self.cfg.latent_channels
+        w_pre = self.preprocess_conv.weight[:, :, 0].to(stream)  # [C, C]
+        w_in = self.proj_in.weight.to(stream)  # [width, C]
+        w_out = self.proj_out.weight.to(stream)  # [C, width]
+        w_post = self.postprocess_conv.weight[:, :, 0].to(stream)  # [C, C]
+        # proj_in(x + preprocess_conv(x)) is linear in x = [latent ; cond]: split it into the two channel groups
+        batch, _, length = latent_cond.shape
+        x_cond = torch.cat([latent_cond.new_zeros(batch, lat, length), latent_cond], dim=1).transpose(1, 2).to(stream)
+        cond_tokens = F.linear(x_cond + F.linear(x_cond, w_pre), w_in)
+        latent_in = w_in[:, :lat] + w_in @ w_pre[:, :lat]
+        # only the latent rows of the output move (the condition channels' velocity is zeroed by guidance)
+        latent_out = w_out[:lat] + w_post[:lat] @ w_out
+        context = context.to(self.proj_in.weight.dtype)
+        cross_kv = tuple(block.attn2.keys_values(context) for block in self.transformer_blocks)
+        return DiTCache(latent_in=latent_in, cond_tokens=cond_tokens, cross_kv=cross_kv,
+                        rope=self.rope(length, device=latent_cond.device), latent_out=latent_out)
+
+    def latent_velocity(self, latent: torch.Tensor, t: torch.Tensor, cache: DiTCache) -> torch.Tensor:
+        """The audio-latent channels of :meth:`forward` for the state [latent ; the cache's condition channels].
+
+        latent [B, latent_channels, L] (any float dtype), t [B] or scalar -> [B, latent_channels, L] in the stream
+        dtype (float32 unless the network is float64).  The time features are computed from t in that dtype too:
+        t rounded to bfloat16 would move the Fourier phases by up to a few hundredths of a radian.
+        """
+        batch = latent.shape[0]
+        if batch != cache.batch_size or latent.shape[-1] != cache.length:
+            raise ValueError(f"the cache was prepared for batch {cache.batch_size} x {cache.length} frames, "
+                             f"got a latent of batch {batch} x {latent.shape[-1]} frames")
+        stream, dtype = self._stream_dtype(), self.proj_in.weight.dtype
+        t = t.to(device=latent.device, dtype=stream).reshape(-1).expand(batch)
+        time_token = self.timestep_proj(self.time_proj(t).to(dtype))[:, None, :].to(stream)
+        h = F.linear(latent.to(stream).transpose(1, 2), cache.latent_in) + cache.cond_tokens
+        h = torch.cat([time_token, h], dim=1)
+        for block, cross_kv in zip(self.transformer_blocks, cache.cross_kv):
+            h = block.forward_prepared(h, cross_kv, cache.rope)
+        return F.linear(h[:, 1:], cache.latent_out).transpose(1, 2)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SEQUENCE, VSSFlowConfig
-from .dit import VSSFlowDiT
+from .dit import DiTCache, VSSFlowDiT
 
 
 def projection_mlp(in_dim: int, out_dim: int) -> nn.Sequential:
@@ -38,6 +38,11 @@ class Conditions:
     @property
     def batch_size(self) -> int:
         return self.context.shape[0]
+
+    @staticmethod
+    def cat(items: "list[Conditions]") -> "Conditions":
+        """One batch of several (e.g. [unconditional ; conditional] for batched guidance)."""
+        return Conditions(torch.cat([c.context for c in items]), torch.cat([c.latent_cond for c in items]))
 
 
 def resize_time(features: torch.Tensor, length: int, mode: str) -> torch.Tensor:
@@ -103,6 +108,14 @@ class VSSFlow(nn.Module):
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Velocity of the full state x [B, latent + cond channels, L] at flow time t."""
         return self.dit(x, t, context, rope)
+
+    def prepare(self, conditions: Conditions) -> DiTCache:
+        """What every DiT pass of a generation with these conditions shares (see :class:`DiTCache`)."""
+        return self.dit.prepare(conditions.context, conditions.latent_cond)
+
+    def latent_velocity(self, latent: torch.Tensor, t: torch.Tensor, cache: DiTCache) -> torch.Tensor:
+        """Velocity of the audio latent [B, latent_channels, L] given a prepared cache (the fast path of sampling)."""
+        return self.dit.latent_velocity(latent, t, cache)
 
     @property
     def latent_channels(self) -> int:

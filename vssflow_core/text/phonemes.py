@@ -145,19 +145,39 @@ def check_speech_window(
 ) -> None:
     duration = sequence.duration_sec
     if not (math.isfinite(speech_start_sec) and math.isfinite(speech_end_sec)):
-        raise ValueError(f"speech window must be finite, got {speech_start_sec}..{speech_end_sec} s")
+        raise ValueError(f"speech window must be finite, got {speech_start_sec}..{speech_end_sec} s; give its start "
+                         f"and end in seconds of the video")
     if speech_end_sec <= speech_start_sec:
         raise ValueError(
-            f"speech window end ({speech_end_sec} s) must be after its start ({speech_start_sec} s)"
+            f"speech window end ({speech_end_sec} s) must be after its start ({speech_start_sec} s); swap or fix them"
         )
     if speech_start_sec < 0 or speech_end_sec > duration:
         raise ValueError(
-            f"speech window {speech_start_sec}..{speech_end_sec} s lies outside the clip (0..{duration} s)"
+            f"speech window {speech_start_sec}..{speech_end_sec} s lies outside the clip (0..{duration:g} s); move "
+            f"the speech window inside the video"
         )
     if int((speech_end_sec - speech_start_sec) * sequence.phoneme_fps) < 1:
         raise ValueError(
             f"speech window {speech_start_sec}..{speech_end_sec} s is shorter than one frame "
-            f"({1 / sequence.phoneme_fps} s)"
+            f"({1 / sequence.phoneme_fps} s); widen it"
+        )
+
+
+# Natural English speech runs at about this many phonemes per second; used only to suggest a speech window length.
+NATURAL_PHONEMES_PER_SEC = 12
+
+
+def check_speech_rate(
+    num_ids: int, speech_start_sec: float, speech_end_sec: float, sequence: SequenceConfig = SEQUENCE
+) -> None:
+    """Refuse more phoneme ids than the speech window has frames: stretching them would silently drop the surplus."""
+    frames = int((speech_end_sec - speech_start_sec) * sequence.phoneme_fps)
+    if num_ids > frames:
+        raise ValueError(
+            f"the transcript has {num_ids} phonemes (pauses included) but the speech window "
+            f"{speech_start_sec:g}..{speech_end_sec:g} s holds only {frames} frames ({sequence.phoneme_fps} per "
+            f"second), so most of it could not be spoken; shorten the transcript or widen the speech window (natural "
+            f"speech needs about {num_ids / NATURAL_PHONEMES_PER_SEC:.0f} s for it)"
         )
 
 

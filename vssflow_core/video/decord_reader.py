@@ -8,7 +8,9 @@ limits, measured on 0.6.0 and handled here rather than trusted:
 * video with a 90/270 degree display rotation comes back with swapped dimensions and scrambled pixels (and
   ``get_batch`` fails), and whether it applies a 180 degree rotation depends on which metadata its FFmpeg 4.1
   understands; rotated files are therefore refused and go to PyAV, which reports the rotation and lets us apply it;
-* a truncated file with its index at the front fails to open at all (PyAV then reads what is there and reports it).
+* a truncated file with its index at the front fails to open at all (PyAV then reads what is there and reports it);
+* some narrow pictures (1, 2, 4, 8 or 16 pixels wide) open but cannot be copied out of its padded frame buffers, so
+  the first frame is decoded on opening and such files go to PyAV too.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def _import_decord() -> Any:
         raise VideoBackendError(
             "decord is not installed (it has no macOS wheel); `pip install decord`, or use backend='pyav'."
         ) from exc
+    # Its FFmpeg would print to the terminal on every damaged file; the errors raised here carry the reason instead.
+    decord.logging.set_level(decord.logging.QUIET)
     return decord
 
 
@@ -77,6 +81,11 @@ class DecordReader(FrameSource):
             raise DecordOpenError(f"{path}: decord cannot open it ({reason}).", path) from exc
         if n == 0:
             raise DecordOpenError(f"{path}: decord found no frames.", path)
+        try:
+            self._vr.get_batch([0])
+        except Exception as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            raise DecordOpenError(f"{path}: decord cannot decode its frames ({reason}).", path) from exc
         origin = spans[0, 0]
         self.timestamps = spans[:, 0] - origin
         self.average_fps = derive_fps(path, avg if avg > 0 else None, self.timestamps)

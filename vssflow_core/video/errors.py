@@ -84,6 +84,22 @@ def container_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
+def still_image_format(format_name: str) -> bool:
+    """True for FFmpeg demuxers of single pictures (``png_pipe``, ``jpeg_pipe``, ``image2``...): FFmpeg opens a
+    picture as a one-frame "video", which would get 40 ms of sound."""
+    return any(name.endswith("_pipe") or name == "image2" for name in format_name.split(","))
+
+
+def still_image_error(path: str | os.PathLike, format_name: str) -> "NotAVideoError":
+    kind = format_name.split(",")[0].removesuffix("_pipe").upper()
+    return NotAVideoError(
+        f"{path}: a still picture ({kind}), not a video, whatever its name says. Add sound to a video: turn the "
+        f"picture into one first (e.g. `ffmpeg -loop 1 -i picture.png -t 5 -r 25 -pix_fmt yuv420p still.mp4`), or "
+        f"connect it as an IMAGE batch with a frame rate.",
+        path,
+    )
+
+
 def check_video_file(path: str | os.PathLike) -> Path:
     """Fail early, with a precise reason, for the cases that need no decoder to diagnose."""
     p = Path(path).expanduser()

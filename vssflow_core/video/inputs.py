@@ -81,12 +81,14 @@ def resolve_video_input(
     path: str | os.PathLike | None = None,
     *,
     sequence: SequenceConfig | None = SEQUENCE,
+    max_duration: float | None = None,
 ) -> ResolvedVideo:
     """Resolve exactly one of ``video`` (a ComfyUI VIDEO), ``images`` (``[F, H, W, C]``, with ``frame_rate`` in frames
     per second; 0 or None counts as not given) or ``path``.
 
-    With ``sequence`` (the default) a clip longer than the model's window is refused here, before anything is encoded
-    (:class:`~vssflow_core.pipeline.ClipTooLongError`); pass None to skip that check.
+    With ``sequence`` (the default) a clip longer than ``max_duration`` seconds (None: the configured maximum) is
+    refused here, before anything is encoded (:class:`~vssflow_core.windows.VideoTooLongError`); pass
+    ``sequence=None`` to skip that check.
     """
     sources = [name for name, value in (("a VIDEO", video), ("an IMAGE batch", images), ("a file", path))
                if _given(value)]
@@ -122,9 +124,9 @@ def resolve_video_input(
         info = _info(source)
     resolved = ResolvedVideo(source=source, path=file, origin=origin, **info)
     if sequence is not None:
-        from ..pipeline import check_duration
+        from ..windows import check_duration
 
-        check_duration(resolved.duration, sequence)
+        check_duration(resolved.duration, max_duration=max_duration)
     return resolved
 
 
@@ -133,9 +135,16 @@ def _info(src: FrameSource) -> dict[str, Any]:
             "width": int(src.width), "height": int(src.height), "constant_rate": bool(src.constant_rate)}
 
 
-def preview_frames(video: ResolvedVideo, fps: float = SEQUENCE.clip_fps, max_side: int = 256) -> torch.Tensor:
-    """The frames the CLIP branch looks at (``fps``, by default 10 per second, over the clip, no padding) as a
-    ComfyUI IMAGE batch ``float32 [N, H, W, 3]``, shrunk to at most ``max_side`` pixels with the aspect kept."""
+# A preview is held in memory as float32: at 256 px, 60 s of it is 0.26 GB, a 10-minute video's would be 2.6 GB.
+PREVIEW_MAX_SEC = 60.0
+
+
+def preview_frames(video: ResolvedVideo, fps: float = SEQUENCE.clip_fps, max_side: int = 256,
+                   max_seconds: float = PREVIEW_MAX_SEC) -> torch.Tensor:
+    """The frames the CLIP branch looks at (``fps``, by default 10 per second, over the clip, or its first
+    ``max_seconds``; no padding) as a ComfyUI IMAGE batch ``float32 [N, H, W, 3]``, shrunk to at most ``max_side``
+    pixels with the aspect kept."""
     scale = min(1.0, max_side / max(video.width, video.height))
     size = (max(1, round(video.width * scale)), max(1, round(video.height * scale)))
-    return sample_frames(video.source, fps, size, resize="stretch", dtype=torch.float32).frames
+    duration = None if video.duration <= max_seconds else max_seconds
+    return sample_frames(video.source, fps, size, resize="stretch", duration=duration, dtype=torch.float32).frames

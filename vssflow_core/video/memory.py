@@ -31,6 +31,20 @@ def _as_frames(frames: Any) -> torch.Tensor:
     return t
 
 
+def _check_finite(frames: torch.Tensor, name: str) -> None:
+    """Refuse NaN or infinite pixels (a failed upstream node) before any work; frame by frame, so a long batch is
+    never copied whole."""
+    if not frames.is_floating_point():
+        return
+    bad = [i for i in range(frames.shape[0]) if not bool(torch.isfinite(frames[i]).all())]
+    if bad:
+        raise VideoError(
+            f"{name}: {len(bad)} of {frames.shape[0]} frames hold NaN or infinite values (first: frame {bad[0]}), so "
+            f"they show no picture. The node that made them failed; fix its inputs or settings, or connect other "
+            f"frames (values 0..1)."
+        )
+
+
 class InMemoryVideo(FrameSource):
     """``frames`` ``[F, H, W, C]`` (float 0..1 or uint8) placed in time by ``fps`` or by explicit ``timestamps``.
 
@@ -54,6 +68,7 @@ class InMemoryVideo(FrameSource):
         n = self._frames.shape[0]
         if n == 0:
             raise VideoError(f"{name}: the frame batch is empty; connect a node that outputs at least one frame.")
+        _check_finite(self._frames, name)
         if timestamps is None:
             if fps is None:
                 raise InvalidFrameRateError(

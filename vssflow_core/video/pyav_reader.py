@@ -27,6 +27,8 @@ from .errors import (
     TruncatedVideoError,
     VideoBackendError,
     open_failure,
+    still_image_error,
+    still_image_format,
 )
 from .source import FrameSource, rgb_uint8
 
@@ -138,6 +140,8 @@ def last_frame_duration(path: str | os.PathLike) -> float | None:
 
 
 def _video_stream(container: Any, path: str | os.PathLike) -> Any:
+    if still_image_format(container.format.name):
+        raise still_image_error(path, container.format.name)
     if not container.streams.video:
         has_audio = bool(container.streams.audio)
         what = "an audio-only file" if has_audio else "a media file without any video stream"

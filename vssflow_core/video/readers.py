@@ -1,4 +1,5 @@
-"""Choosing a frame source: decord first for files (the official decoder), PyAV where decord cannot cope."""
+"""Choosing a frame source: decord first for clips of one window (the official decoder), PyAV for longer videos and
+where decord cannot cope."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import torch
 
+from ..config import SEQUENCE, WINDOWS
 from .decord_reader import DecordOpenError, DecordReader
 from .errors import VideoBackendError, check_video_file, open_failure
 from .memory import InMemoryVideo, from_components
@@ -17,12 +19,17 @@ from .source import FrameSource
 
 Backend = Literal["auto", "decord", "pyav"]
 BACKENDS: tuple[str, ...] = ("auto", "decord", "pyav")
+# Past one generation window, "auto" reads with PyAV: it decodes only the frames each window asks for, from the nearest
+# keyframe, in constant memory, while decord's memory rises with the video (measured: 0.6-1.2 GB for 60 s of 640x360,
+# against 0.26 GB for PyAV, which stays flat).
+DECORD_MAX_SEC = SEQUENCE.duration_sec + WINDOWS.tolerance_sec
 
 
 def open_video(path: str | os.PathLike, backend: str = "auto", *, check_truncation: bool = True) -> FrameSource:
     """Open a video file.
 
-    ``auto``: decord, falling back to PyAV when decord is missing, cannot open the file, or the file is rotated.
+    ``auto``: decord, falling back to PyAV when decord is missing, cannot open the file, or the file is rotated; PyAV
+    for videos longer than one generation window (bounded memory).
     ``decord`` / ``pyav``: that reader only.  Errors are :class:`~.errors.VideoError` subclasses that say what is wrong.
     """
     if backend not in BACKENDS:
@@ -37,6 +44,8 @@ def open_video(path: str | os.PathLike, backend: str = "auto", *, check_truncati
         if backend == "decord":
             raise
         # Let the full PyAV scan report it: it sees the same problem with more detail.
+        return PyAVReader(p, check_truncation=check_truncation)
+    if backend == "auto" and (probe.declared_duration or 0.0) > DECORD_MAX_SEC:
         return PyAVReader(p, check_truncation=check_truncation)
     try:
         return DecordReader(p, probe=probe, check_truncation=check_truncation)

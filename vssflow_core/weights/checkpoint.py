@@ -23,6 +23,7 @@ import os
 import pickle
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -83,12 +84,12 @@ def _refusal(path: Path, what: str, accepted: str) -> str:
             "load that file instead.")
 
 
-def _load_pickled(path: Path) -> object:
+def _load_pickled(path: Path, mmap: bool = False) -> object:
     placeholders: list[tuple[type, str]] = []
     while True:
         try:
             with torch.serialization.safe_globals(placeholders):
-                return torch.load(path, map_location="cpu", weights_only=True)
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except pickle.UnpicklingError as exc:
             match = re.search(r"GLOBAL ([\w.]+)", str(exc))
             name = match.group(1) if match else None
@@ -127,9 +128,14 @@ def unwrap_state_dict(obj: object, origin: str) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_state_dict(path: str | os.PathLike,
+                    dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and string metadata of a ``.safetensors`` file, a TorchScript archive, or a pickled checkpoint (a
-    plain state dict, or one under ``state_dict`` (Lightning), ``model`` or ``module``)."""
+    plain state dict, or one under ``state_dict`` (Lightning), ``model`` or ``module``).
+
+    ``dtype`` converts the floating-point tensors as they are read: one tensor at a time from a safetensors file,
+    and from a memory-mapped zip checkpoint, so a bfloat16 load never holds a float32 copy of the whole file.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -139,13 +145,23 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         try:
             with safe_open(str(path), framework="pt") as f:
                 metadata = dict(f.metadata() or {})
-                return {key: f.get_tensor(key) for key in f.keys()}, metadata
+                return {key: _in_dtype(f.get_tensor(key), dtype) for key in f.keys()}, metadata
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read {path}: not a valid safetensors file, or truncated ({exc}). "
                                   "Download or copy it again.") from None
     if is_torchscript_archive(path):
-        return _read_torchscript(path), {}
-    return unwrap_state_dict(_load_pickled(path), str(path)), {}
+        tensors = _read_torchscript(path)
+    else:
+        # mapped, the file's float32 pages are read as each tensor is converted instead of all at once
+        mmap = dtype is not None and zipfile.is_zipfile(path)
+        tensors = unwrap_state_dict(_load_pickled(path, mmap=mmap), str(path))
+    return {key: _in_dtype(tensor, dtype) for key, tensor in tensors.items()}, {}
+
+
+def _in_dtype(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    if dtype is None or not tensor.is_floating_point() or tensor.dtype == dtype:
+        return tensor
+    return tensor.to(dtype)
 
 
 def state_dict_from(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -195,7 +211,8 @@ def split_components(state_dict: Mapping[str, torch.Tensor]) -> dict[str, dict[s
     if unknown:
         raise CheckpointError(
             f"{len(unknown)} keys belong to no VSSFlow component (first: {unknown[:3]}); "
-            f"expected prefixes {sorted(COMPONENT_PREFIXES)}. Is this a VSSFlow checkpoint?"
+            f"expected prefixes {sorted(COMPONENT_PREFIXES)}. Is this a VSSFlow checkpoint? Choose the VSSFlow "
+            f"network's file (the official .ckpt, its vssflow.safetensors conversion, or one this package trained)"
         )
     return parts
 
@@ -265,14 +282,14 @@ def load_vssflow(path: str | os.PathLike, head_dim: int | None = None, dtype: to
                  device: torch.device | str | None = None):
     """Build the VSSFlow network from an official ``.ckpt``, its safetensors conversion, or our own checkpoint.
 
-    The network is created on the meta device and the weights are assigned directly in ``dtype`` on ``device``, so the
-    model is never materialised twice.
+    The network is created on the meta device and the weights, converted to ``dtype`` as they are read, are assigned
+    on ``device``: the model is never materialised twice, and a bfloat16 load never holds the float32 network.
     """
     from ..model.vssflow import VSSFlow
 
     if Path(path).is_dir():  # a folder written by ``python -m vssflow_core.convert``
         path = Path(path) / VSSFLOW_FILE
-    state, metadata = read_state_dict(path)
+    state, metadata = read_state_dict(path, dtype=dtype)
     parts = split_components(state)
     if "vssflow" not in parts:
         raise CheckpointError(f"{path} has no VSSFlow network weights (no 'vaflow.*' keys); "

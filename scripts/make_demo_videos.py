@@ -1,7 +1,7 @@
 """Write the example videos the README's first command uses: silent procedural clips of the kind the demo model
-was trained on (never the training or held-out ones), with what they show in ``examples/examples.json``.
+was trained on (never the training or held-out ones), with what they show in ``demo_videos/examples.json``.
 
-    python scripts/make_examples.py        # rewrites examples/*.mp4 and examples/examples.json
+    python scripts/make_demo_videos.py       # rewrites demo_videos/*.mp4 and demo_videos/examples.json
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def strip_audio(src: Path, dst: Path) -> None:
 
 
 def main() -> int:
-    out_dir = ROOT / "examples"
+    out_dir = ROOT / "demo_videos"
     out_dir.mkdir(exist_ok=True)
     described = {}
     for name, make in (("bouncing", make_sound_clip), ("talking", make_talking_clip)):
