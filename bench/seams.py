@@ -17,7 +17,9 @@ What it measures
     ranked in that reference distribution (percentile); a seam is inaudible by this measure when it is no larger than
     what happens inside windows, i.e. its percentiles are unremarkable (about 50 on average; a true step sits at 100).
     The better strategy is the one with fewer seam statistics above the reference's 95th percentile (a step beyond
-    what the model does inside a window: the issue's criterion), then the lower mean seam percentile.
+    what the model does inside a window: the issue's criterion), then the lower mean seam percentile when the two
+    differ by more than its noise (the standard error of a mean of uniform percentiles over the seams); otherwise
+    the verdict is a tie.
 
 Run
     .venv/bin/python bench/seams.py                          # tiny random components: a minute
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import tempfile
 import time
@@ -157,6 +160,18 @@ def summarize(runs: list[dict[str, list[dict]]]) -> dict:
     return summary
 
 
+def verdict(summaries: dict[str, dict]) -> str:
+    """The better seam strategy by the rule in the module docstring, or "tie"."""
+    first, second = (summaries[seam] for seam in SEAMS)
+    if first["beyond_p95"] != second["beyond_p95"]:
+        return min(SEAMS, key=lambda seam: summaries[seam]["beyond_p95"])
+    seams = first[STATISTICS[0]]["seams"]["count"]
+    noise = 100 / math.sqrt(12 * seams)  # a uniform percentile has SD 100 / sqrt(12)
+    if abs(first["score"] - second["score"]) <= noise:
+        return "tie"
+    return min(SEAMS, key=lambda seam: summaries[seam]["score"])
+
+
 # ---------------------------------------------------------------------------------------------------- main
 
 
@@ -214,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         seams = summary[STATISTICS[0]]["seams"]["count"]
         print(f"{seam:<10} seam statistics beyond the inside p95: {summary['beyond_p95']}/{seams * len(STATISTICS)}, "
               f"mean seam percentile {summary['score']:.0f} ({results[seam]['seconds']:.0f} s)")
-    better = min(SEAMS, key=lambda seam: (results[seam]["summary"]["beyond_p95"], results[seam]["summary"]["score"]))
+    better = verdict({seam: results[seam]["summary"] for seam in SEAMS})
     print(f"better: {better} (default: {WINDOWS.seam})")
     if args.json:
         Path(args.json).write_text(json.dumps({"better": better, "checkpoint": args.checkpoint, "results": results},
