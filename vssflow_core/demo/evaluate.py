@@ -98,12 +98,11 @@ def evaluate(pipeline, manifest: str | Path, *, limit: int | None = None, seed: 
     for row in tqdm(rows, desc="held-out clips", unit="clip", disable=not progress):
         frames, _, _ = decode_clip(manifest.parent / row["video"])
         fps = int(row["fps"])
+        speech = {}
+        if row["task"] == "vtts":
+            speech = {key: row[key] for key in ("transcript", "speech_start", "speech_end")}
         scores = {}
         for condition, pictures in (("true", frames), ("shuffled", shuffled_frames(frames))):
-            speech = {}
-            if row["task"] == "vtts":
-                speech = {"transcript": row["transcript"], "speech_start": row["speech_start"],
-                          "speech_end": row["speech_end"]}
             result = pipeline.generate(torch.from_numpy(pictures), fps=fps, seed=seed, **speech,
                                        **(generate_kwargs or {}))
             audio = result.waveform[0].numpy()

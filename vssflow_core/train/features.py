@@ -335,11 +335,11 @@ def extractors_fingerprint(cfg) -> str:
 
 def demo_extractor(cfg, device: torch.device | str = "cpu") -> FeatureExtractor:
     """The demo's parameter-free stand-ins (see :mod:`vssflow_core.demo.frontends`) as a feature extractor."""
-    from ..demo.frontends import MelPatchCodec, MotionGridEncoder, PixelGridEncoder
+    from ..demo import load_frontends
 
+    clip, synch, codec, _ = load_frontends(cfg.demo, device)
     return FeatureExtractor(
-        PixelGridEncoder(cfg.demo).to(device), MotionGridEncoder(cfg.demo).to(device),
-        MelPatchCodec(cfg.demo).to(device), None, sequence=cfg.sequence, lip_dim=cfg.model.lip_dim,
+        clip, synch, codec, None, sequence=cfg.sequence, lip_dim=cfg.model.lip_dim,
         clip_batch_size=cfg.encoders.clip_batch_size, synch_batch_size=cfg.encoders.synch_batch_size,
         fingerprint=extractors_fingerprint(cfg))
 
