@@ -9,10 +9,12 @@ What it measures
       - dopri5 at several tolerances (atol = rtol, ``--tols``; 1e-5 is the official setting),
     and compares each endpoint's latent channels with a reference: dopri5 at atol = rtol = 1e-7 (``--ref-tol``) with
     the network in float64.  Each row gives the guided-velocity evaluations (each one network pass over
-    [unconditional ; conditional] with guidance on), the RMS distance from the reference, that distance relative to
-    the RMS of the reference latent, and the evaluations as a fraction of the official dopri5 (1e-5)'s.  Rows are
-    sorted by evaluations; the last lines name the cheapest fixed-step setting whose error is at most the official
-    dopri5's.
+    [unconditional ; conditional] with guidance on) and that as a fraction of the official dopri5 (1e-5)'s, the RMS
+    distance from the reference relative to the RMS of the reference latent, and, with a checkpoint, the largest
+    difference of any decoded log-mel bin from the reference's, in dB.  With several ``--video`` clips every figure
+    is the worst over the clips.  The last lines name the cheapest fixed-step setting (a) within the official
+    dopri5's own error and (b) within the measured tolerance: every decoded mel bin within 1 dB
+    (``--mel-tolerance-db``) of the reference, about the smallest level change a listener hears.
 
     Random networks are not trained flows: their velocity fields are smoother or rougher than the real model's, so
     the ranking is indicative, not the final word: the default sampler is chosen with ``--checkpoint`` on a trained
@@ -25,7 +27,7 @@ What it measures
 
 Run
     .venv/bin/python bench/sampler_efficiency.py                       # small random model, ~15 s on 2 cores
-    .venv/bin/python bench/sampler_efficiency.py --checkpoint PATH --dtype float32        # 250 latent frames
+    .venv/bin/python bench/sampler_efficiency.py --checkpoint demo --video A.mp4 B.mp4  # 250 latent frames
     .venv/bin/python bench/sampler_efficiency.py --checkpoint PATH --dtype bfloat16 --tols 1e-3,1e-4,1e-5
 Options: ``--layers``, ``--width-heads`` (heads of 16), ``--tokens`` (latent frames; default 100, or the 10 s
 window's 250 with a checkpoint), ``--head-dim`` (only for an official ``.ckpt`` of another head size),
@@ -41,24 +43,55 @@ import copy
 import math
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vssflow_core.codec.vae import unpack_latent  # noqa: E402
 from vssflow_core.config import SEQUENCE, VSSFlowConfig  # noqa: E402
 from vssflow_core.flow.guidance import CachedGuidedVelocity  # noqa: E402
 from vssflow_core.flow.solvers import Dopri5Solver, FixedStepSolver  # noqa: E402
 from vssflow_core.model.vssflow import VSSFlow  # noqa: E402
 
 OFFICIAL_TOL = 1e-5
+# The tolerance on the decoded result: about the smallest level difference a listener can hear (the intensity
+# just-noticeable difference is ~1 dB).  A sampler within it in every mel bin sounds like the reference.
+MEL_TOLERANCE_DB = 1.0
+DB_PER_LOG_UNIT = 20.0 / math.log(10.0)  # the mel is the natural log of an amplitude
 
 
 def small_config(layers: int, heads: int) -> VSSFlowConfig:
     return VSSFlowConfig(num_layers=layers, num_heads=heads, head_dim=16, num_kv_heads=max(1, heads // 2),
                          time_proj_dim=64, context_dim=128, lip_channels=64, phone_channels=16, synch_channels=64,
                          clip_dim=128, synch_dim=128, speaker_dim=32, lip_dim=64)
+
+
+@dataclass
+class Clip:
+    """One integration problem: conditions and starting noise, the tight reference, and the reference's log-mel."""
+
+    name: str
+    conditions: object
+    noise: torch.Tensor
+    reference: torch.Tensor | None = None
+    reference_mel: torch.Tensor | None = None
+    official_evaluations: int = 0
+
+
+@dataclass
+class Row:
+    """One solver setting over every clip: the worst case of each figure."""
+
+    name: str
+    tol: float | None
+    evaluations: list[int] = field(default_factory=list)
+    fractions: list[float] = field(default_factory=list)
+    rel_errors: list[float] = field(default_factory=list)
+    mel_db: list[float] = field(default_factory=list)  # largest |difference| of any decoded log-mel bin, dB
+    seconds: float = 0.0
 
 
 def main() -> None:
@@ -68,14 +101,16 @@ def main() -> None:
     parser.add_argument("--width-heads", type=int, default=8, help="attention heads of 16 (width = 16 x heads)")
     parser.add_argument("--tokens", type=int, default=None, help="latent frames (100; 250 with a checkpoint)")
     parser.add_argument("--head-dim", type=int, default=None)
-    parser.add_argument("--video", default=None, help="with --checkpoint: condition on this video's features "
-                                                       "(encoded by the checkpoint's components) instead of noise")
+    parser.add_argument("--video", nargs="+", default=None,
+                        help="with --checkpoint: condition on these videos' features (encoded by the checkpoint's "
+                             "components) instead of noise; figures are the worst over the videos")
     parser.add_argument("--transcript", default=None, help="with --video: speech over the whole clip")
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", default="2,4,8,16,32,64")
     parser.add_argument("--tols", default="1e-2,1e-3,1e-4,1e-5,1e-6")
     parser.add_argument("--ref-tol", type=float, default=1e-7)
+    parser.add_argument("--mel-tolerance-db", type=float, default=MEL_TOLERANCE_DB)
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32", "bfloat16"])
     parser.add_argument("--init-std", type=float, default=None)
     parser.add_argument("--threads", type=int, default=None)
@@ -87,11 +122,16 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     state_dtype = torch.float64 if dtype == torch.float64 else torch.float32  # the pipeline's float32 ODE state
     torch.manual_seed(args.seed)
+    components = None
     if args.checkpoint:
-        from vssflow_core.pipeline import load_network
+        from vssflow_core.pipeline import PipelineComponents, load_network
 
         reference_model = load_network(args.checkpoint, device="cpu", dtype=torch.float64, head_dim=args.head_dim)
         source = args.checkpoint
+        try:
+            components = PipelineComponents.load(args.checkpoint, device="cpu")
+        except Exception as error:  # noqa: BLE001 - without a decoder the table simply has no mel column
+            print(f"(no decoder for the mel column: {error})")
     else:
         reference_model = VSSFlow(small_config(args.layers, args.width_heads))
         if args.init_std is not None:
@@ -103,72 +143,101 @@ def main() -> None:
     model = reference_model if dtype == torch.float64 else copy.deepcopy(reference_model).to(dtype)
     cfg = model.cfg
     length = args.tokens or (SEQUENCE.latent_length if args.checkpoint else 100)
-
-    gen = torch.Generator().manual_seed(args.seed + 1)
-    clip = torch.randn(1, max(1, length * 10 // 25), cfg.clip_dim, generator=gen, dtype=torch.float64)
-    synch = torch.randn(1, max(1, length * 24 // 25), cfg.synch_dim, generator=gen, dtype=torch.float64)
-    phones = torch.randint(1, cfg.phone_vocab, (1, length), generator=gen)
-    if args.video:  # real conditions: what the default sampler will actually integrate
-        from vssflow_core.pipeline import PipelineComponents, phoneme_frame_ids
-
-        visual = PipelineComponents.load(args.checkpoint, device="cpu").encode_video(args.video)
-        clip, synch = visual.clip.double(), visual.synch.double()
-        phones = phoneme_frame_ids(args.transcript, None, None, visual.duration)[None]
-    # one set of conditions (projected in float64) for every run, so only the sampling differs
-    conditions = reference_model.prepare_conditions(clip=clip, synch=synch, phone_ids=phones, latent_length=length)
-    noise = torch.randn(1, cfg.latent_channels, length, generator=gen, dtype=torch.float64)
     lat = cfg.latent_channels
 
-    def run(solver, network=model):
-        x0 = torch.cat([noise, conditions.latent_cond], dim=1)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    clips = []
+    for video in args.video or [None]:
+        if video is None:
+            clip = torch.randn(1, max(1, length * 10 // 25), cfg.clip_dim, generator=gen, dtype=torch.float64)
+            synch = torch.randn(1, max(1, length * 24 // 25), cfg.synch_dim, generator=gen, dtype=torch.float64)
+            phones = torch.randint(1, cfg.phone_vocab, (1, length), generator=gen)
+        else:  # real conditions: what the default sampler will actually integrate
+            from vssflow_core.pipeline import phoneme_frame_ids
+
+            visual = components.encode_video(video)
+            clip, synch = visual.clip.double(), visual.synch.double()
+            phones = phoneme_frame_ids(args.transcript, None, None, visual.duration)[None]
+        # one set of conditions (projected in float64) per clip for every run, so only the sampling differs
+        conditions = reference_model.prepare_conditions(clip=clip, synch=synch, phone_ids=phones,
+                                                        latent_length=length)
+        noise = torch.randn(1, cfg.latent_channels, length, generator=gen, dtype=torch.float64)
+        clips.append(Clip(Path(video).name if video else "random conditions", conditions, noise))
+
+    def run(clip: Clip, solver, network=model):
+        x0 = torch.cat([clip.noise, clip.conditions.latent_cond], dim=1)
         x0 = x0 if network is reference_model else x0.to(state_dtype)
-        velocity = CachedGuidedVelocity(network, conditions, args.guidance)
+        velocity = CachedGuidedVelocity(network, clip.conditions, args.guidance)
         start = time.perf_counter()
         sol = solver.solve(velocity, x0, 0.0, 1.0)
         return sol, time.perf_counter() - start
 
+    def log_mel(latent: torch.Tensor) -> torch.Tensor:
+        latent = unpack_latent(latent.float(), components.vae.config.latent_channels)
+        return components.vae.decode(latent)[:, 0].double()
+
     params = sum(p.numel() for p in model.parameters())
     print(f"model: {source}, {params / 1e6:.2f} M parameters, {length} latent frames, guidance {args.guidance}, "
           f"{args.dtype}, threads {torch.get_num_threads()}")
-    ref, ref_time = run(Dopri5Solver(atol=args.ref_tol, rtol=args.ref_tol), reference_model)
-    ref_x = ref.x[:, :lat].double()
-    ref_rms = float(ref_x.pow(2).mean().sqrt())
-    print(f"reference: dopri5 atol=rtol={args.ref_tol:g}: {ref.evaluations} evaluations, {ref.steps} steps "
-          f"({ref.rejected_steps} rejected), {ref_time:.1f} s; RMS of the reference latent {ref_rms:.4f}")
+    for clip in clips:
+        ref, ref_time = run(clip, Dopri5Solver(atol=args.ref_tol, rtol=args.ref_tol), reference_model)
+        clip.reference = ref.x[:, :lat].double()
+        clip.reference_mel = log_mel(clip.reference) if components is not None else None
+        print(f"reference for {clip.name}: dopri5 atol=rtol={args.ref_tol:g}: {ref.evaluations} evaluations, "
+              f"{ref.steps} steps ({ref.rejected_steps} rejected), {ref_time:.1f} s; RMS of the latent "
+              f"{float(clip.reference.pow(2).mean().sqrt()):.4f}")
 
-    rows = []
-    for tol in [float(v) for v in args.tols.split(",") if v]:
-        sol, seconds = run(Dopri5Solver(atol=tol, rtol=tol))
-        rows.append((f"dopri5 tol={tol:g}", sol, seconds, tol))
-    for method in ("euler", "midpoint", "heun", "rk4"):
-        for steps in [int(v) for v in args.steps.split(",") if v]:
-            sol, seconds = run(FixedStepSolver(method, steps))
-            rows.append((f"{method} {steps} steps", sol, seconds, None))
+    def measure(row: Row, clip: Clip, sol, seconds: float) -> None:
+        x = sol.x[:, :lat].double()
+        row.evaluations.append(sol.evaluations)
+        row.rel_errors.append(float((x - clip.reference).pow(2).mean().sqrt() / clip.reference.pow(2).mean().sqrt()))
+        if clip.reference_mel is not None:
+            row.mel_db.append(float((log_mel(x) - clip.reference_mel).abs().max()) * DB_PER_LOG_UNIT)
+        row.seconds += seconds
 
-    def err(sol) -> float:
-        return float((sol.x[:, :lat].double() - ref_x).pow(2).mean().sqrt())
+    settings = [(f"dopri5 tol={tol:g}", tol, Dopri5Solver(atol=tol, rtol=tol))
+                for tol in [float(v) for v in args.tols.split(",") if v]]
+    settings += [(f"{method} {steps} steps", None, FixedStepSolver(method, steps))
+                 for method in ("euler", "midpoint", "heun", "rk4")
+                 for steps in [int(v) for v in args.steps.split(",") if v]]
+    rows = [Row(name, tol) for name, tol, _ in settings]
+    for clip in clips:
+        for row, (_, _, solver) in zip(rows, settings):
+            measure(row, clip, *run(clip, solver))
+        official = next((r for r in rows if r.tol is not None and math.isclose(r.tol, OFFICIAL_TOL)), None)
+        clip.official_evaluations = official.evaluations[-1] if official else 0
+        for row in rows:
+            row.fractions.append(row.evaluations[-1] / clip.official_evaluations if official else math.nan)
 
-    official = next((r for r in rows if r[3] is not None and math.isclose(r[3], OFFICIAL_TOL)), None)
-    official_evals = official[1].evaluations if official else None
-    official_err = err(official[1]) if official else None
-
+    worst = "worst over the clips" if len(clips) > 1 else "one clip"
     print()
-    print(f"{'solver':<24} {'evals':>6} {'RMS err':>11} {'rel err':>10} {'evals/official':>15} {'time (s)':>9}")
-    for name, sol, seconds, _ in sorted(rows, key=lambda r: (r[1].evaluations, r[0])):
-        e = err(sol)
-        frac = f"{sol.evaluations / official_evals:.3f}" if official_evals else "-"
-        print(f"{name:<24} {sol.evaluations:>6} {e:>11.3e} {e / ref_rms:>10.3e} {frac:>15} {seconds:>9.2f}")
+    print(f"{'solver':<24} {'evals':>6} {'evals/official':>15} {'rel err':>10} {'mel max dB':>11} {'time (s)':>9}"
+          f"   ({worst})")
+    for row in sorted(rows, key=lambda r: (max(r.evaluations), r.name)):
+        mel = f"{max(row.mel_db):.3f}" if row.mel_db else "-"
+        print(f"{row.name:<24} {max(row.evaluations):>6} {max(row.fractions):>15.3f} {max(row.rel_errors):>10.3e} "
+              f"{mel:>11} {row.seconds:>9.2f}")
 
-    if official is not None:
-        print()
-        print(f"official dopri5 (atol=rtol={OFFICIAL_TOL:g}): {official_evals} evaluations, RMS err {official_err:.3e}")
-        fixed = [r for r in rows if r[3] is None and err(r[1]) <= official_err]
-        if fixed:
-            best = min(fixed, key=lambda r: (r[1].evaluations, err(r[1])))
-            print(f"cheapest fixed-step setting within that error: {best[0]} ({best[1].evaluations} evaluations, "
-                  f"{best[1].evaluations / official_evals:.3f} of the official's, RMS err {err(best[1]):.3e})")
-        else:
-            print("no fixed-step setting measured reaches the official dopri5's error")
+    official = next((r for r in rows if r.tol is not None and math.isclose(r.tol, OFFICIAL_TOL)), None)
+    if official is None:
+        return
+    print()
+    print(f"official dopri5 (atol=rtol={OFFICIAL_TOL:g}): {max(official.evaluations)} evaluations at most, "
+          f"relative error {max(official.rel_errors):.3e}")
+    fixed = [r for r in rows if r.tol is None]
+    criteria = [("the official dopri5's error", lambda r: max(r.rel_errors) <= max(official.rel_errors))]
+    if official.mel_db:
+        criteria.append((f"{args.mel_tolerance_db:g} dB of the reference in every decoded mel bin",
+                         lambda r: max(r.mel_db) <= args.mel_tolerance_db))
+    for label, within in criteria:
+        passing = [r for r in fixed if within(r)]
+        if not passing:
+            print(f"no fixed-step setting measured is within {label}")
+            continue
+        best = min(passing, key=lambda r: (max(r.evaluations), max(r.rel_errors)))
+        print(f"cheapest fixed-step setting within {label}: {best.name} ({max(best.evaluations)} evaluations, "
+              f"at most {max(best.fractions):.3f} of the official's; relative error {max(best.rel_errors):.3e}"
+              + (f", mel {max(best.mel_db):.3f} dB)" if best.mel_db else ")"))
 
 
 if __name__ == "__main__":

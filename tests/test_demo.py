@@ -39,15 +39,28 @@ def tone_burst(start: float, stop: float, hz: float = 700.0, seconds: float = 10
 # ---------------------------------------------------------------------------------------------------- audio stand-ins
 
 
-def test_codec_has_the_vae_latent_geometry_and_round_trips_exactly():
+def test_codec_has_the_vae_latent_geometry_and_round_trips_exactly_without_deblocking():
     mel = LogMelFrontend(CFG.mel_config())(tone_burst(1.0, 2.0)[None], SEQUENCE.mel_frames)
-    codec = MelPatchCodec(CFG)
+    codec = MelPatchCodec(DemoFrontendConfig(deblock=False))
     posterior = codec.encode(mel)
     packed = pack_latent(posterior.mean)
     assert packed.shape == (1, 128, SEQUENCE.latent_length) == (1, CFG.latent_channels, 250)
     assert torch.equal(posterior.std, torch.zeros_like(posterior.mean))  # deterministic: targets are the patches
     decoded = codec.decode(unpack_latent(packed, codec.config.latent_channels))
     torch.testing.assert_close(decoded[:, 0], mel, atol=1e-5, rtol=0)
+
+
+def test_deblocking_removes_a_ripple_at_the_patch_rate_and_keeps_attacks_within_two_frames():
+    codec = MelPatchCodec(CFG)
+    frames = torch.arange(200, dtype=torch.float32)
+    level = torch.where(frames >= 101, 0.0, -8.0)  # a sound starting at frame 101 (not on a patch boundary)
+    ripple = 1.5 * torch.cos(2 * math.pi * frames / CFG.patch) * (frames >= 101)  # generated patches disagreeing
+    mel = (level + ripple)[None, None, :, None].expand(1, 1, 200, CFG.n_mels)
+    smoothed = codec.deblock(mel)[0, 0, :, 0]
+    torch.testing.assert_close(smoothed[110:190], torch.zeros(80), atol=1e-5, rtol=0)  # ripple gone, level kept
+    assert torch.all(smoothed[:99] == -8.0) and torch.all(smoothed[103:190].abs() < 1e-5)  # attack: frames 99..102
+    latent = codec.encode(mel[:, 0]).mean
+    torch.testing.assert_close(codec.decode(latent), smoothed[None, None, :, None].expand_as(mel))
 
 
 def test_codec_refuses_mels_that_do_not_tile_into_patches():

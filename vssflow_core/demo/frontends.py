@@ -56,6 +56,7 @@ class DemoFrontendConfig:
     mel_std: float = 1.5
     motion_gain: float = 4.0  # frame-to-frame changes are small; scale them to the pictures' range
     griffin_lim_iters: int = 48
+    deblock: bool = True  # smooth the decoded log-mel in time over one patch: see MelPatchCodec.decode
 
     @property
     def clip_dim(self) -> int:
@@ -227,8 +228,26 @@ class MelPatchCodec(_Placed):
         return PatchPosterior(F.pixel_unshuffle(normalised, p))
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """``[B, 16, t, f]`` -> log-mel ``[B, 1, 4t, 4f]``."""
-        return F.pixel_shuffle(latent.float(), self.frontend.patch) * self.frontend.mel_std + self.frontend.mel_mean
+        """``[B, 16, t, f]`` -> log-mel ``[B, 1, 4t, 4f]``, deblocked unless the config says not to."""
+        mel = F.pixel_shuffle(latent.float(), self.frontend.patch) * self.frontend.mel_std + self.frontend.mel_mean
+        return self.deblock(mel) if self.frontend.deblock else mel
+
+    def deblock(self, mel: torch.Tensor) -> torch.Tensor:
+        """Smooth ``[B, 1, T, F]`` log-mel along time with a box of one patch convolved with a box of two frames.
+
+        A generated latent predicts the 4 frames of a patch as separate channels, and their small disagreements
+        repeat at every patch boundary: a ripple at the patch rate (25 Hz) that Griffin-Lim turns into dips deep
+        enough to sound like a flutter and to read as new onsets.  This kernel has zeros at exactly that rate and
+        its harmonic, so the ripple vanishes while an attack is spread over only +-2 frames (20 ms).  (A learned
+        VAE decoder smooths across its patches by itself; this is the parameter-free equivalent, like a video
+        codec's deblocking filter.)
+        """
+        p = self.frontend.patch
+        kernel = F.conv1d(F.pad(torch.ones(1, 1, p), (1, 1)), torch.ones(1, 1, 2))  # box(p) * box(2): [1, 2, .., 2, 1]
+        kernel = (kernel / kernel.sum()).to(mel).view(1, 1, p + 1, 1)
+        left = p // 2
+        padded = F.pad(mel, (0, 0, left, p - left), mode="replicate")
+        return F.conv2d(padded, kernel)
 
 
 @dataclass(frozen=True)
