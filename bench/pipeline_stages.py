@@ -26,8 +26,9 @@ Run
     .venv/bin/python bench/pipeline_stages.py --tiny                          # seconds
     .venv/bin/python bench/pipeline_stages.py --solver euler --steps 8        # full size, ~1 min on 2 cores
     .venv/bin/python bench/pipeline_stages.py                                 # full size, official dopri5
-Options: ``--dtype float32|bfloat16`` (the network's), ``--reference-sampler`` (the official two plain passes per
-evaluation, no cache), ``--compile`` (torch.compile the network; its compile time lands in the sampler row),
+Options: ``--dtype float32|bfloat16`` (the network's), ``--encoder-dtype auto|float32|bfloat16`` (CLIP's and
+Synchformer's; auto, as the pipeline: bf16 where the CPU multiplies it natively), ``--reference-sampler`` (the
+official two plain passes per evaluation, no cache), ``--compile`` (torch.compile the network; its compile time lands in the sampler row),
 ``--threads``, ``--transcript``, ``--video-size WxH``, ``--seed``.  Needs PyAV (already a project dependency) for
 video decode and mux.
 """
@@ -49,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from vssflow_core.codec.vae import MelVAE, VAEConfig, unpack_latent  # noqa: E402
 from vssflow_core.codec.vocoder import HifiGanVocoder, VocoderConfig  # noqa: E402
 from vssflow_core.config import VSSFlowConfig  # noqa: E402
+from vssflow_core.devices import resolve_dtype  # noqa: E402
 from vssflow_core.encoders.clip import CLIPVisionConfig, CLIPVisualEncoder  # noqa: E402
 from vssflow_core.encoders.synchformer import SynchformerConfig, SynchformerVisualEncoder  # noqa: E402
 from vssflow_core.media.mux import mux_audio  # noqa: E402
@@ -84,7 +86,7 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def build(tiny: bool, dtype: torch.dtype) -> VSSFlowPipeline:
+def build(tiny: bool, dtype: torch.dtype, encoder_dtype: torch.dtype) -> VSSFlowPipeline:
     torch.manual_seed(0)
     if tiny:
         sys.path.insert(0, str(ROOT / "tests"))
@@ -98,7 +100,8 @@ def build(tiny: bool, dtype: torch.dtype) -> VSSFlowPipeline:
     for p in [*clip.parameters(), *synch.parameters()]:  # zero-initialised embeddings would be unrealistically cheap
         torch.nn.init.normal_(p, std=0.02)
     model = VSSFlow(net_cfg).to(dtype)
-    return VSSFlowPipeline(model, clip, synch, MelVAE(vae_cfg), HifiGanVocoder(voc_cfg))
+    return VSSFlowPipeline(model, clip.to(encoder_dtype), synch.to(encoder_dtype), MelVAE(vae_cfg),
+                           HifiGanVocoder(voc_cfg))
 
 
 def synthetic_video(path: Path, size: tuple[int, int], seconds: float = 10.0, fps: int = 25) -> Path:
@@ -118,6 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--encoder-dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     parser.add_argument("--solver", default=OFFICIAL_SOLVER)
     parser.add_argument("--steps", type=int, default=DEFAULT_FIXED_STEPS)
     parser.add_argument("--atol", type=float, default=OFFICIAL_ATOL)
@@ -135,11 +139,13 @@ def main() -> None:
     size = tuple(int(v) for v in args.video_size.lower().split("x"))
     rss_start = peak_rss_mib()
     build_start = time.perf_counter()
-    pipe = build(args.tiny, getattr(torch, args.dtype))
+    encoder_dtype = resolve_dtype(args.encoder_dtype, "cpu")
+    pipe = build(args.tiny, getattr(torch, args.dtype), encoder_dtype)
     build_s = time.perf_counter() - build_start
     params = sum(p.numel() for p in pipe.model.parameters())
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {'tiny' if args.tiny else 'full-size'} "
-          f"random components (network {params / 1e6:.1f} M parameters, {args.dtype}), built in {build_s:.1f} s; "
+          f"random components (network {params / 1e6:.1f} M parameters, {args.dtype}; encoders "
+          f"{str(encoder_dtype).removeprefix('torch.')}), built in {build_s:.1f} s; "
           f"solver {args.solver}"
           + (f" atol=rtol={args.atol:g}" if args.solver == "dopri5" else f" {args.steps} steps")
           + (", reference sampler (2 plain passes per evaluation)" if args.reference_sampler else

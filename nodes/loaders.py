@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..vssflow_core.devices import resolve_dtype
 from ..vssflow_core.pipeline import DEMO, PipelineComponents, component_path, load_network
 from . import comfy_bridge
 from .common import CATEGORY, COMPONENTS, DEVICES, DTYPES, MODEL, LoadedComponents, LoadedModel, compute_device
@@ -84,9 +85,14 @@ class VSSFlowComponentsLoader:
             "tooltip": "Download missing public weights (CLIP, Synchformer, VAE, vocoder, RawNet3) into models/vssflow "
                        "through the weights registry. Off: only local files are used."})
         required["device"] = (DEVICES, {"default": "auto", "tooltip": "auto: ComfyUI's compute device."})
-        return {"required": required}
+        optional = {"encoder_dtype": (["auto", "float32", "bfloat16"], {
+            "default": "auto",
+            "tooltip": "Precision of CLIP and Synchformer. auto: bfloat16 where the compute device multiplies it in "
+                       "hardware (recent GPUs, CPUs with AVX512-BF16 or AMX), else float32."})}
+        return {"required": required, "optional": optional}
 
-    def load(self, clip: str, synchformer: str, vae: str, vocoder: str, rawnet3: str, download: bool, device: str):
+    def load(self, clip: str, synchformer: str, vae: str, vocoder: str, rawnet3: str, download: bool, device: str,
+             encoder_dtype: str = "auto"):
         load_device, offload = compute_device(device), comfy_bridge.offload_device()
         if load_device.type == "cpu":
             offload = load_device
@@ -96,6 +102,7 @@ class VSSFlowComponentsLoader:
         components = PipelineComponents.load(
             models_dir=comfy_bridge.models_dirs(), **paths, speaker=False if rawnet3 == NONE else None,
             download=bool(download), device=offload,
+            encoder_dtype=resolve_dtype(encoder_dtype, load_device),  # the device it computes on, not the offload one
         )
         return (LoadedComponents(components=components, load_device=load_device, offload_device=offload,
                                  names=chosen),)

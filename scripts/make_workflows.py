@@ -91,8 +91,8 @@ def _pipeline(g: Graph, video_loader: dict, *, phonemes: dict | None = None, spe
               mux_video: tuple[dict, str] | None = None, prefix: str, seed: int, control: str = "randomize") -> None:
     """Loaders, encoder, sampler, decoder and mux after ``video_loader``."""
     ckpt = g.add("VSSFlowCheckpointLoader", (0, 420), ["auto", "auto", "float32"], size=(340, 130))
-    comps = g.add("VSSFlowComponentsLoader", (0, 590), ["auto", "auto", "auto", "auto", "auto", False, "auto"],
-                  size=(340, 250))
+    comps = g.add("VSSFlowComponentsLoader", (0, 590), ["auto", "auto", "auto", "auto", "auto", False, "auto",
+                                                        "auto"], size=(340, 250))
     encoder = g.add("VSSFlowVisualEncoder", (820, 80), [], size=(300, 80))
     sampler = g.add("VSSFlowSampler", (1180, 300), [seed, control, 25, 3.0, "dopri5", 1], size=(340, 330))
     decode = g.add("VSSFlowVocoderDecode", (1580, 300), [], size=(300, 80))

@@ -18,7 +18,9 @@ import pytest
 import torch
 
 from tiny_models import CLIP_CFG, SYNCH_CFG, build_tiny_components
+from vssflow_core import devices
 from vssflow_core.config import VSSFlowConfig
+from vssflow_core.devices import module_dtype, resolve_dtype
 from vssflow_core.encoders.clip import CLIPVisualEncoder
 from vssflow_core.encoders.synchformer import SynchformerVisualEncoder
 from vssflow_core.flow.guidance import CachedGuidedVelocity, GuidedVelocity
@@ -27,7 +29,7 @@ from vssflow_core.flow.solvers import SOLVER_NAMES, make_solver
 from vssflow_core.model.compile import CompiledOrEager
 from vssflow_core.model.dit import apply_rotary, rotary_tables
 from vssflow_core.model.vssflow import Conditions, VSSFlow
-from vssflow_core.pipeline import VSSFlowPipeline, load_network
+from vssflow_core.pipeline import PipelineComponents, VSSFlowPipeline, load_network
 from vssflow_core.weights.checkpoint import load_vssflow, read_state_dict, save_vssflow, to_official_keys
 
 # Grouped-query cross-attention (4 query heads, 2 key/value heads) and every condition route, at toy widths.
@@ -262,6 +264,44 @@ def test_synchformer_in_batches_equals_one_segment_at_a_time():
     for batch_size in (3, 8):
         torch.testing.assert_close(synchformer.encode_video(frames, batch_size=batch_size, num_frames=40), one_by_one,
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_auto_dtype_is_bfloat16_only_where_the_hardware_multiplies_it(monkeypatch):
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
+    assert resolve_dtype("auto", "cpu") == torch.bfloat16
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    assert resolve_dtype(None, "cpu") == torch.bfloat16
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: frozenset({"avx2"}))  # bf16 would be emulated: slower
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16 and resolve_dtype(torch.float32, "cpu") == torch.float32
+    with pytest.raises(ValueError, match="unknown dtype 'float8'"):
+        resolve_dtype("float8", "cpu")
+
+
+@pytest.mark.parametrize("encoder", ["clip", "synchformer"])
+def test_bfloat16_encoder_features_are_within_two_percent_of_float32(encoder):
+    if encoder == "clip":
+        model = _randomised(CLIPVisualEncoder(CLIP_CFG))
+        frames = torch.rand(6, 40, 56, 3, generator=torch.Generator().manual_seed(6))
+        encode = lambda m: m.encode_frames(frames)  # noqa: E731
+    else:
+        model = _randomised(SynchformerVisualEncoder(SYNCH_CFG))
+        frames = torch.rand(24, 36, 48, 3, generator=torch.Generator().manual_seed(7))
+        encode = lambda m: m.encode_video(frames, num_frames=24)  # noqa: E731
+    reference = encode(model)
+    features = encode(copy.deepcopy(model).to(torch.bfloat16))
+    assert features.dtype == torch.float32  # features leave the encoder in float32 whatever it computes in
+    assert (features - reference).norm() / reference.norm() < 0.02
+
+
+@pytest.mark.parametrize("encoder_dtype", [torch.float32, torch.bfloat16])
+def test_components_load_the_encoders_in_the_chosen_dtype_and_the_rest_in_float32(tmp_path, encoder_dtype):
+    paths = build_tiny_components(tmp_path)
+    components = PipelineComponents.load(clip=paths["clip"], synchformer=paths["synchformer"], vae=paths["vae"],
+                                         vocoder=paths["vocoder"], speaker=False, device="cpu",
+                                         encoder_dtype=str(encoder_dtype).removeprefix("torch."))
+    assert module_dtype(components.clip) == module_dtype(components.synchformer) == encoder_dtype
+    assert module_dtype(components.vae) == module_dtype(components.vocoder) == torch.float32
 
 
 # --------------------------------------------------------------------------------------------------------------------

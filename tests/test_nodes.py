@@ -399,6 +399,16 @@ def test_checkpoint_loader_dtype(nodes, folders):
     assert model.load_device == model.offload_device == torch.device("cpu")
 
 
+@pytest.mark.parametrize("choice, dtype", [("float32", torch.float32), ("bfloat16", torch.bfloat16)])
+def test_components_loader_runs_the_encoders_in_the_chosen_precision(nodes, folders, choice, dtype):
+    names = folders["names"]
+    (parts,) = nodes["VSSFlowComponentsLoader"].load(names["clip"], names["synchformer"], names["vae"],
+                                                     names["vocoder"], "none", False, "cpu", encoder_dtype=choice)
+    components = parts.components
+    assert next(components.clip.parameters()).dtype == next(components.synchformer.parameters()).dtype == dtype
+    assert next(components.vae.parameters()).dtype == torch.float32  # only the encoders change
+
+
 def test_components_loader_uses_a_diffusers_vae_folder(loaded):
     # the tiny VAE's config.json (8 GroupNorm groups) was read, not guessed from tensor shapes (32 groups)
     assert loaded["components"].components.vae.config.norm_num_groups == 8

@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rtol", type=float, default=1e-5, help="dopri5 relative tolerance (official: 1e-5)")
     s.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     s.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="precision of the VSSFlow network")
+    s.add_argument("--encoder-dtype", choices=("auto", *sorted(_DTYPES)), default="auto",
+                   help="precision of CLIP and Synchformer (auto: bfloat16 where the hardware multiplies it natively)")
     s.add_argument("--compile", action="store_true",
                    help="run the network through torch.compile (a minute or more to start; pays off on long runs; "
                         "falls back with a warning where it cannot compile)")
@@ -168,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     pipe = VSSFlowPipeline.load(
         args.checkpoint, models_dir=args.models_dir, clip=args.clip_path, synchformer=args.synchformer_path,
         vae=args.vae_path, vocoder=args.vocoder_path, rawnet3=args.rawnet3_path, speaker=bool(args.speaker),
-        download=args.download, device=args.device, dtype=_DTYPES[args.dtype],
+        download=args.download, device=args.device, dtype=_DTYPES[args.dtype], encoder_dtype=args.encoder_dtype,
     )
     progress = _ProgressBar(args.solver, enabled=not args.quiet)
     try:
