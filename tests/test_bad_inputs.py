@@ -125,22 +125,7 @@ def video_12s(path: Path) -> Path:
 
 
 def encoded(width: int, height: int, frames: int, fps: float, pix_fmt: str = "yuv420p") -> Callable[[Path], Path]:
-    def make(path: Path) -> Path:
-        import av
-
-        with av.open(str(path), "w") as out:
-            stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-            stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-            stream.options = {"preset": "ultrafast"}
-            for i in range(frames):
-                picture = np.full((height, width, 3), (i * 41) % 256, np.uint8)
-                for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
-                    out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
-        return path
-
-    return make
+    return lambda path: write_video(path, frames / fps, fps=fps, size=(width, height), pix_fmt=pix_fmt)
 
 
 def rotated_mp4(path: Path) -> Path:

@@ -23,18 +23,8 @@ from vssflow_core.demo.frontends import PixelGridEncoder
 from vssflow_core.media import video_duration
 from vssflow_core.pipeline import load_network
 from vssflow_core.video.synthetic import make_counter_video
-from workflow_tools import REPO_ROOT, load_pack
+from workflow_tools import OUR_NODES, REPO_ROOT, load_pack
 
-EXPECTED = {
-    "VSSFlowCheckpointLoader": "VSSFlow Checkpoint Loader",
-    "VSSFlowComponentsLoader": "VSSFlow Components Loader",
-    "VSSFlowVideoLoader": "VideoLoader@10fps (VSSFlow)",
-    "VSSFlowPhonemeTokenizer": "Phoneme Tokenizer (VSSFlow)",
-    "VSSFlowVisualEncoder": "Visual Encoder (VSSFlow)",
-    "VSSFlowSampler": "FlowDiT Sampler (VSSFlow)",
-    "VSSFlowVocoderDecode": "Vocoder Decode (VSSFlow)",
-    "VSSFlowAudioMux": "Audio Mux (VSSFlow)",
-}
 SR = 16_000
 
 
@@ -97,8 +87,8 @@ def generate(nodes, loaded, vssflow_video, phonemes=None, speaker=None, **overri
 
 
 def test_node_ids_and_display_names(pack):
-    assert pack.NODE_DISPLAY_NAME_MAPPINGS == EXPECTED
-    assert list(pack.NODE_CLASS_MAPPINGS) == list(EXPECTED)
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS == OUR_NODES
+    assert list(pack.NODE_CLASS_MAPPINGS) == list(OUR_NODES)
     assert not hasattr(pack, "comfy_entrypoint") and not hasattr(pack.nodes, "comfy_entrypoint")
 
 
@@ -112,7 +102,7 @@ def test_nodes_import_comfyui_only_through_the_bridge():
                 f"{path.name} imports ComfyUI directly"
 
 
-@pytest.mark.parametrize("node_id", list(EXPECTED))
+@pytest.mark.parametrize("node_id", list(OUR_NODES))
 def test_node_definition_is_consistent(pack, node_id):
     cls = pack.NODE_CLASS_MAPPINGS[node_id]
     spec = cls.INPUT_TYPES()

@@ -34,14 +34,16 @@ def _one_thread(one_thread):
     """Every test here runs single-threaded (see the conftest fixture)."""
 
 
-def write_video(path: Path, seconds: float, fps: float = 10, size: tuple[int, int] = (32, 24)) -> Path:
-    """A cheap H.264 clip of any length: a flat picture whose level changes every frame, a keyframe every second."""
+def write_video(path: Path, seconds: float, fps: float = 10, size: tuple[int, int] = (32, 24),
+                pix_fmt: str = "yuv420p") -> Path:
+    """A cheap H.264 clip of any length: a flat picture whose level changes every frame, a keyframe every second.
+    Frames are encoded as they are made, so a long clip never sits in memory."""
     import av
 
     width, height = size
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.options = {"preset": "ultrafast"}
         stream.codec_context.gop_size = max(1, round(fps))
         for i in range(round(seconds * fps)):

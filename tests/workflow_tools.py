@@ -27,6 +27,17 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 # Frontend-only nodes: they exist in the browser, never in /object_info, and are dropped from API prompts.
 VIRTUAL_NODES = {"Note", "MarkdownNote", "PrimitiveNode", "Reroute"}
 MODE_ACTIVE = 0
+# The pack's nodes and their display names, as the tests expect them (the ids are what saved workflows refer to).
+OUR_NODES = {
+    "VSSFlowCheckpointLoader": "VSSFlow Checkpoint Loader",
+    "VSSFlowComponentsLoader": "VSSFlow Components Loader",
+    "VSSFlowVideoLoader": "VideoLoader@10fps (VSSFlow)",
+    "VSSFlowPhonemeTokenizer": "Phoneme Tokenizer (VSSFlow)",
+    "VSSFlowVisualEncoder": "Visual Encoder (VSSFlow)",
+    "VSSFlowSampler": "FlowDiT Sampler (VSSFlow)",
+    "VSSFlowVocoderDecode": "Vocoder Decode (VSSFlow)",
+    "VSSFlowAudioMux": "Audio Mux (VSSFlow)",
+}
 
 
 def load_pack(name: str = "vssflow_pack_under_test") -> Any:

@@ -23,22 +23,12 @@ from vssflow_core.media import video_duration
 from vssflow_core.media.mux import AAC_FRAME_SAMPLES
 from vssflow_core.video import resolve_video_input
 from vssflow_core.video.synthetic import make_counter_video
-from workflow_tools import (VIRTUAL_NODES, check_workflow, load_workflow, nodes_of_type, to_api, workflow_files,
-                            WORKFLOWS_DIR)
+from workflow_tools import (OUR_NODES, VIRTUAL_NODES, check_workflow, load_workflow, nodes_of_type, to_api,
+                            workflow_files, WORKFLOWS_DIR)
 
 from .comfy_server import PACK_DIR_NAME, PACK_PYTHON_MODULE, PromptFailed
 
 SR = 16_000
-OUR_NODES = {
-    "VSSFlowCheckpointLoader": "VSSFlow Checkpoint Loader",
-    "VSSFlowComponentsLoader": "VSSFlow Components Loader",
-    "VSSFlowVideoLoader": "VideoLoader@10fps (VSSFlow)",
-    "VSSFlowPhonemeTokenizer": "Phoneme Tokenizer (VSSFlow)",
-    "VSSFlowVisualEncoder": "Visual Encoder (VSSFlow)",
-    "VSSFlowSampler": "FlowDiT Sampler (VSSFlow)",
-    "VSSFlowVocoderDecode": "Vocoder Decode (VSSFlow)",
-    "VSSFlowAudioMux": "Audio Mux (VSSFlow)",
-}
 # A variable-frame-rate clip: 2.5 s whose frame intervals change from 1/30 s to 1/12 s and back.
 VFR_TIMESTAMPS = [round(t, 3) for t in np.cumsum([0] + [1 / 30] * 20 + [1 / 12] * 12 + [1 / 20] * 16)[:-1]]
 CLIPS = {  # name -> (frames, fps) for constant-rate clips, timestamps for the variable one
