@@ -53,7 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vssflow_core.codec.vae import unpack_latent  # noqa: E402
 from vssflow_core.config import SEQUENCE, VSSFlowConfig  # noqa: E402
 from vssflow_core.flow.guidance import CachedGuidedVelocity  # noqa: E402
-from vssflow_core.flow.solvers import Dopri5Solver, FixedStepSolver  # noqa: E402
+from vssflow_core.flow.schedules import SCHEDULES, balanced_density, grid_from_density  # noqa: E402
+from vssflow_core.flow.solvers import _STEP_FUNCTIONS, Dopri5Solver, FixedStepSolver  # noqa: E402
 from vssflow_core.model.vssflow import VSSFlow  # noqa: E402
 
 OFFICIAL_TOL = 1e-5
@@ -107,6 +108,11 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", default="2,4,8,16,32,64")
+    parser.add_argument("--methods", default="euler,midpoint,heun,rk4,ab2")
+    parser.add_argument("--schedules", default=",".join(SCHEDULES), help="time grids of the fixed-step solvers")
+    parser.add_argument("--contributions", type=int, default=None, metavar="PARTS",
+                        help="instead of the table: how much one Heun step over each of PARTS equal parts of the "
+                             "time moves the result (the error density the balanced schedule equidistributes)")
     parser.add_argument("--tols", default="1e-2,1e-3,1e-4,1e-5,1e-6")
     parser.add_argument("--ref-tol", type=float, default=1e-7)
     parser.add_argument("--mel-tolerance-db", type=float, default=MEL_TOLERANCE_DB)
@@ -194,10 +200,16 @@ def main() -> None:
             row.mel_db.append(float((log_mel(x) - clip.reference_mel).abs().max()) * DB_PER_LOG_UNIT)
         row.seconds += seconds
 
+    if args.contributions:
+        measure_contributions(args.contributions, clips, reference_model, args.guidance, args.ref_tol,
+                              log_mel if components is not None else None)
+        return
+
     settings = [(f"dopri5 tol={tol:g}", tol, Dopri5Solver(atol=tol, rtol=tol))
                 for tol in [float(v) for v in args.tols.split(",") if v]]
-    settings += [(f"{method} {steps} steps", None, FixedStepSolver(method, steps))
-                 for method in ("euler", "midpoint", "heun", "rk4")
+    settings += [(f"{method} {steps} {schedule}", None, FixedStepSolver(method, steps, schedule))
+                 for method in args.methods.split(",") if method
+                 for schedule in args.schedules.split(",") if schedule
                  for steps in [int(v) for v in args.steps.split(",") if v]]
     rows = [Row(name, tol) for name, tol, _ in settings]
     official = next((r for r in rows if r.tol is not None and math.isclose(r.tol, OFFICIAL_TOL)), None)
@@ -209,11 +221,11 @@ def main() -> None:
 
     worst = "worst over the clips" if len(clips) > 1 else "one clip"
     print()
-    print(f"{'solver':<24} {'evals':>6} {'evals/official':>15} {'rel err':>10} {'mel max dB':>11} {'time (s)':>9}"
+    print(f"{'solver':<26} {'evals':>6} {'evals/official':>15} {'rel err':>10} {'mel max dB':>11} {'time (s)':>9}"
           f"   ({worst})")
     for row in sorted(rows, key=lambda r: (max(r.evaluations), r.name)):
         mel = f"{max(row.mel_db):.3f}" if row.mel_db else "-"
-        print(f"{row.name:<24} {max(row.evaluations):>6} {max(row.fractions):>15.3f} {max(row.rel_errors):>10.3e} "
+        print(f"{row.name:<26} {max(row.evaluations):>6} {max(row.fractions):>15.3f} {max(row.rel_errors):>10.3e} "
               f"{mel:>11} {row.seconds:>9.2f}")
 
     if official is None:
@@ -235,6 +247,38 @@ def main() -> None:
         print(f"cheapest fixed-step setting within {label}: {best.name} ({max(best.evaluations)} evaluations, "
               f"at most {max(best.fractions):.3f} of the official's; relative error {max(best.rel_errors):.3e}"
               + (f", mel {max(best.mel_db):.3f} dB)" if best.mel_db else ")"))
+
+
+def measure_contributions(parts: int, clips: list[Clip], network, guidance: float, tol: float, log_mel) -> None:
+    """For each of ``parts`` equal parts of [0, 1]: start on the exact trajectory, take one Heun step over the part,
+    carry the result exactly (dopri5 at ``tol``, as the reference) to t = 1 and compare with the reference.  The error of a
+    solver is about the sum of these, scaled by (its step / the part)^3, which is what the balanced schedule
+    distributes evenly; the last lines print the table for ``schedules.ERROR_CONTRIBUTION``."""
+    heun, _ = _STEP_FUNCTIONS["heun"]
+    exact = Dopri5Solver(atol=tol, rtol=tol)
+    edges = torch.linspace(0.0, 1.0, parts + 1, dtype=torch.float64).tolist()
+    lat = network.cfg.latent_channels
+    mel_db = torch.zeros(len(clips), parts)
+    rel = torch.zeros(len(clips), parts)
+    for c, clip in enumerate(clips):
+        velocity = CachedGuidedVelocity(network, clip.conditions, guidance)
+        x = torch.cat([clip.noise, clip.conditions.latent_cond], dim=1)
+        end = clip.reference
+        for i, (t0, t1) in enumerate(zip(edges[:-1], edges[1:])):
+            stepped = x + heun(velocity, torch.tensor(t0, dtype=x.dtype), x, torch.tensor(t1 - t0, dtype=x.dtype), {})
+            x = exact.solve(velocity, x, t0, t1).x  # the exact trajectory, part by part
+            moved = (exact.solve(velocity, stepped, t1, 1.0).x if t1 < 1.0 else stepped)[:, :lat]
+            rel[c, i] = float((moved - end).pow(2).mean().sqrt() / end.pow(2).mean().sqrt())
+            if log_mel is not None:
+                mel_db[c, i] = float((log_mel(moved) - clip.reference_mel).abs().max()) * DB_PER_LOG_UNIT
+            print(f"{clip.name} part {i + 1}/{parts} [{t0:.3f}, {t1:.3f}]: relative {rel[c, i]:.2e}"
+                  + (f", mel {mel_db[c, i]:.2f} dB" if log_mel is not None else ""), flush=True)
+    contribution = mel_db.mean(0) if log_mel is not None else rel.mean(0)
+    unit = "dB" if log_mel is not None else "relative"
+    print(f"\nmean contribution per part ({unit}, over {len(clips)} clips):")
+    print("ERROR_CONTRIBUTION = (" + ", ".join(f"{v:.3g}" for v in contribution.tolist()) + ")")
+    grid = grid_from_density(balanced_density(contribution.tolist()), parts)
+    print(f"balanced grid of {parts} steps: " + " ".join(f"{v:.3f}" for v in grid.tolist()))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ sys.path[:0] = [str(REPO_ROOT / "tests"), str(REPO_ROOT)]
 from workflow_tools import (EXAMPLES_DIR, WORKFLOWS_DIR, check_workflow,  # noqa: E402
                             pack_node_defs, socket_inputs, widget_layout)
 from vssflow_core.config import WINDOWS  # noqa: E402
+from vssflow_core.flow.guidance import OFFICIAL_GUIDANCE_SCALE  # noqa: E402
+from vssflow_core.flow.solvers import DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER  # noqa: E402
 
 MAX_SEC = WINDOWS.max_duration_sec  # the VideoLoader's max_duration widget
 
@@ -94,7 +96,8 @@ def _pipeline(g: Graph, video_loader: dict, *, phonemes: dict | None = None, spe
     comps = g.add("VSSFlowComponentsLoader", (0, 590), ["auto", "auto", "auto", "auto", "auto", False, "auto",
                                                         "auto"], size=(340, 250))
     encoder = g.add("VSSFlowVisualEncoder", (820, 80), [], size=(300, 80))
-    sampler = g.add("VSSFlowSampler", (1180, 300), [seed, control, 25, 3.0, "dopri5", 1], size=(340, 330))
+    sampler = g.add("VSSFlowSampler", (1180, 300), [seed, control, DEFAULT_FIXED_STEPS, OFFICIAL_GUIDANCE_SCALE,
+                                                        DEFAULT_SOLVER, 1, DEFAULT_SCHEDULE], size=(340, 330))
     decode = g.add("VSSFlowVocoderDecode", (1580, 300), [], size=(300, 80))
     mux = g.add("VSSFlowAudioMux", (1940, 200), [prefix, False, 1.0, 1.0], size=(420, 560))
     g.connect(comps, "vssflow_components", encoder, "vssflow_components")

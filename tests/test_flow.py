@@ -9,10 +9,12 @@ import torch
 
 from vssflow_core.flow.guidance import GuidedVelocity
 from vssflow_core.flow.path import CondOTPath
+from vssflow_core.flow.schedules import (BALANCED, ERROR_CONTRIBUTION, SCHEDULES, UNIFORM, balanced_density,
+                                         grid_from_density, time_grid)
 from vssflow_core.flow.solvers import SOLVER_NAMES, Dopri5Solver, FixedStepSolver, SolverError, make_solver
 from vssflow_core.model.vssflow import Conditions
 
-ORDERS = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
+ORDERS = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4, "ab2": 2}
 
 
 def rotation(t, x):
@@ -40,15 +42,68 @@ def test_cond_ot_path_interpolates_noise_to_data_with_constant_velocity():
     torch.testing.assert_close(sample.velocity, x1 - x0)
 
 
+@pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("method", sorted(ORDERS))
-def test_fixed_step_solvers_converge_at_their_order(method, x0):
+def test_fixed_step_solvers_converge_at_their_order(method, schedule, x0):
     errors = []
     for steps in (8, 16):
-        solution = FixedStepSolver(method, steps).solve(rotation, x0)
+        solution = FixedStepSolver(method, steps, schedule).solve(rotation, x0)
         errors.append((solution.x - exact_rotation(x0, 1.0)).abs().max().item())
         assert solution.evaluations == steps * FixedStepSolver(method, steps).evaluations_per_step
     observed_order = math.log2(errors[0] / errors[1])
     assert observed_order == pytest.approx(ORDERS[method], abs=0.35)
+
+
+def test_ab2_takes_one_evaluation_per_step_and_beats_euler_at_the_same_cost(x0):
+    ab2, euler = FixedStepSolver("ab2", 16).solve(rotation, x0), FixedStepSolver("euler", 16).solve(rotation, x0)
+    assert ab2.evaluations == euler.evaluations == 16
+    exact = exact_rotation(x0, 1.0)
+    assert (ab2.x - exact).abs().max() < (euler.x - exact).abs().max() / 10
+
+
+def test_ab2_is_exact_for_a_velocity_linear_in_time_after_its_first_step(x0):
+    """It integrates the line through the last two velocities, whatever the step lengths; the first step, with no
+    history, is Euler's, which misses v = 2t's t1^2 over [0, t1]."""
+    for schedule in SCHEDULES:
+        t1 = float(time_grid(schedule, 9)[1])
+        solution = FixedStepSolver("ab2", 9, schedule).solve(lambda t, x: torch.full_like(x, 2.0) * t, x0)
+        torch.testing.assert_close(solution.x, x0 + 1.0 - t1 ** 2, rtol=0, atol=1e-12)
+
+
+def test_time_grids_run_from_noise_to_data_in_increasing_steps():
+    for schedule in SCHEDULES:
+        for steps in (1, 2, 7, 56):
+            grid = time_grid(schedule, steps)
+            assert grid.shape == (steps + 1,) and grid.dtype == torch.float64
+            assert grid[0] == 0.0 and grid[-1] == 1.0 and bool((grid.diff() > 0).all())
+    torch.testing.assert_close(time_grid(UNIFORM, 4), torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64))
+
+
+def test_the_balanced_grid_puts_small_steps_where_errors_grow_the_most():
+    """The measured error density is largest at the start (noise) and smallest in the middle-to-late part of the
+    flow, so the balanced steps are shortest first and longest there; each step's share of the (measured error)^(1/3)
+    density is equal."""
+    steps = time_grid(BALANCED, 56).diff()
+    assert steps[0] == pytest.approx(float(steps.min())) and steps[0] < 1 / 56 < steps.max()
+    assert steps[: len(steps) // 8].mean() < steps[len(steps) // 2:].mean() / 2
+    density = balanced_density()
+    assert int(density.argmax()) == 0 and density.sum().item() == pytest.approx(1.0)
+    torch.testing.assert_close(density, torch.tensor(ERROR_CONTRIBUTION, dtype=torch.float64) ** (1 / 3)
+                               / sum(v ** (1 / 3) for v in ERROR_CONTRIBUTION))
+
+
+def test_a_grid_from_a_density_gives_every_step_equal_mass():
+    density = torch.tensor([3.0, 1.0], dtype=torch.float64)  # three quarters of the mass in the first half
+    torch.testing.assert_close(grid_from_density(density, 4),
+                               torch.tensor([0.0, 1 / 6, 1 / 3, 0.5, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(grid_from_density(torch.ones(5, dtype=torch.float64), 10), time_grid(UNIFORM, 10))
+
+
+def test_unknown_schedules_are_listed():
+    with pytest.raises(ValueError, match="choose one of uniform, balanced"):
+        make_solver("heun", 8, schedule="karras")
+    with pytest.raises(ValueError, match="at least 1"):
+        time_grid(BALANCED, 0)
 
 
 def test_dopri5_meets_its_tolerance_and_counts_evaluations(x0):
@@ -94,7 +149,7 @@ def test_non_finite_states_stop_the_solver_with_a_clear_error(x0):
 def test_unknown_solver_names_are_listed():
     with pytest.raises(ValueError, match="choose one of"):
         make_solver("ddim")
-    assert set(SOLVER_NAMES) == {"euler", "midpoint", "heun", "rk4", "dopri5"}
+    assert set(SOLVER_NAMES) == {"euler", "midpoint", "heun", "rk4", "ab2", "dopri5"}
 
 
 class RecordingModel:

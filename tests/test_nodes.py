@@ -21,6 +21,8 @@ from tiny_models import build_tiny_models_folder
 from vssflow_core.demo import demo_available
 from vssflow_core.demo.frontends import PixelGridEncoder
 from vssflow_core.media import video_duration
+from vssflow_core.flow.schedules import SCHEDULES
+from vssflow_core.flow.solvers import DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER
 from vssflow_core.pipeline import load_network
 from vssflow_core.video.synthetic import make_counter_video
 from workflow_tools import OUR_NODES, REPO_ROOT, load_pack
@@ -338,6 +340,27 @@ def test_progress_on_every_solver_step(nodes, loaded, bridge, monkeypatch, solve
         assert bar.values == [(1, 4), (2, 4), (3, 4), (4, 4)]
     else:
         assert [v for v, _ in bar.values] == sorted(v for v, _ in bar.values)  # t as a fraction, rising
+
+
+def test_the_sampler_defaults_to_the_measured_fast_sampler_and_takes_a_schedule(nodes, loaded):
+    """ab2 on the balanced grid by default; ``schedule`` is an optional widget (so saved workflows keep their
+    widget positions) that moves the fixed-step solvers' steps."""
+    spec = nodes["VSSFlowSampler"].INPUT_TYPES()
+    assert spec["required"]["solver"][1]["default"] == DEFAULT_SOLVER
+    assert spec["required"]["steps"][1]["default"] == DEFAULT_FIXED_STEPS
+    assert spec["optional"]["schedule"] == (list(SCHEDULES), spec["optional"]["schedule"][1])
+    assert spec["optional"]["schedule"][1]["default"] == DEFAULT_SCHEDULE
+    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].load(images=torch.rand(10, 8, 8, 3), frame_rate=10.0)
+    (visual,) = nodes["VSSFlowVisualEncoder"].encode(loaded["components"], vssflow_video)
+
+    def latent(**overrides):
+        (out,) = nodes["VSSFlowSampler"].sample(loaded["model"], loaded["components"], visual,
+                                                **sampler_args(solver="ab2", steps=4, **overrides))
+        return out
+
+    default, balanced, uniform = latent(), latent(schedule="balanced"), latent(schedule="uniform")
+    assert default.solver == "ab2" and default.steps == default.evaluations == 4
+    assert torch.equal(default.latent, balanced.latent) and not torch.equal(balanced.latent, uniform.latent)
 
 
 def test_cancel_stops_sampling_at_the_next_step(nodes, loaded, bridge, monkeypatch):

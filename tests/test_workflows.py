@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from vssflow_core.flow.solvers import DEFAULT_SCHEDULE, DEFAULT_SOLVER
 from workflow_tools import (EXAMPLES_DIR, REPO_ROOT, VIRTUAL_NODES, WORKFLOWS_DIR, check_workflow, load_workflow,
                             pack_node_defs, to_api, widget_layout, workflow_files)
 
@@ -73,8 +74,9 @@ def test_conversion_to_the_api_format(defs):
     prompt = to_api(wf, {**defs, **core}, {"VSSFlowSampler": {"seed": 9}})
     assert all(node["class_type"] not in VIRTUAL_NODES for node in prompt.values())
     sampler = next(n for n in prompt.values() if n["class_type"] == "VSSFlowSampler")
-    assert sampler["inputs"]["seed"] == 9 and sampler["inputs"]["solver"] == "dopri5"
-    assert "control_after_generate" not in sampler["inputs"] and len(sampler["inputs"]) == 9
+    assert sampler["inputs"]["seed"] == 9 and sampler["inputs"]["solver"] == DEFAULT_SOLVER
+    assert sampler["inputs"]["schedule"] == DEFAULT_SCHEDULE  # an optional widget, after the required ones
+    assert "control_after_generate" not in sampler["inputs"] and len(sampler["inputs"]) == 10
     loader_id = next(i for i, n in prompt.items() if n["class_type"] == "VSSFlowVideoLoader")
     assert prompt[loader_id]["inputs"]["frame_rate"] == 25.0
     tokenizer = next(n for n in prompt.values() if n["class_type"] == "VSSFlowPhonemeTokenizer")

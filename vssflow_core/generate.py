@@ -23,7 +23,10 @@ from typing import Sequence
 import torch
 
 from .config import WINDOWS
-from .flow.solvers import SOLVER_NAMES
+from .flow.guidance import OFFICIAL_GUIDANCE_SCALE
+from .flow.schedules import SCHEDULES
+from .flow.solvers import (DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER, OFFICIAL_ATOL, OFFICIAL_RTOL,
+                           OFFICIAL_SOLVER, SOLVER_NAMES)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -63,11 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = p.add_argument_group("sampling")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--solver", choices=SOLVER_NAMES, default="dopri5", help="ODE solver (official: dopri5)")
-    s.add_argument("--steps", type=int, default=25, help="steps of the fixed-step solvers (dopri5 adapts)")
-    s.add_argument("--guidance-scale", type=float, default=3.0, help="classifier-free guidance (official: 3)")
-    s.add_argument("--atol", type=float, default=1e-5, help="dopri5 absolute tolerance (official: 1e-5)")
-    s.add_argument("--rtol", type=float, default=1e-5, help="dopri5 relative tolerance (official: 1e-5)")
+    s.add_argument("--solver", choices=SOLVER_NAMES, default=DEFAULT_SOLVER,
+                   help=f"ODE solver (default: %(default)s; official: {OFFICIAL_SOLVER})")
+    s.add_argument("--steps", type=int, default=DEFAULT_FIXED_STEPS,
+                   help=f"steps of the fixed-step solvers (default: %(default)s; {OFFICIAL_SOLVER} adapts)")
+    s.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE,
+                   help="time grid of the fixed-step solvers: balanced (more steps early, where errors grow; "
+                        "default) or uniform")
+    s.add_argument("--guidance-scale", type=float, default=OFFICIAL_GUIDANCE_SCALE,
+                   help="classifier-free guidance (official: %(default)s)")
+    s.add_argument("--atol", type=float, default=OFFICIAL_ATOL, help="dopri5 absolute tolerance (official: %(default)s)")
+    s.add_argument("--rtol", type=float, default=OFFICIAL_RTOL, help="dopri5 relative tolerance (official: %(default)s)")
     s.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     s.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="precision of the VSSFlow network")
     s.add_argument("--encoder-dtype", choices=("auto", *sorted(_DTYPES)), default="auto",
@@ -176,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         audio = pipe.generate(args.video, args.transcript, speech_start=args.speech_start, speech_end=args.speech_end,
                               speaker=args.speaker, lip=args.lip, seed=args.seed, solver=args.solver,
-                              steps=args.steps, guidance_scale=args.guidance_scale, atol=args.atol, rtol=args.rtol,
+                              steps=args.steps, schedule=args.schedule, guidance_scale=args.guidance_scale,
+                              atol=args.atol, rtol=args.rtol,
                               callback=progress, max_duration=args.max_duration, compile=args.compile)
     finally:
         progress.close()

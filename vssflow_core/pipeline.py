@@ -12,7 +12,7 @@ node can call on its own:
 3. :meth:`VSSFlowPipeline.speaker_embedding`: RawNet3 of a reference utterance (zeros without one);
    :meth:`VSSFlowPipeline.lip_features`: precomputed AV-HuBERT features (zeros without, as ``infer.py`` feeds);
 4. :meth:`VSSFlowPipeline.conditions` then :meth:`VSSFlowPipeline.sample`: the guided flow from N(0, I) to a packed
-   latent ``[B, 128, 250]`` (dopri5, atol = rtol = 1e-5, w = 3 by default), one seeded generator per batch item;
+   latent ``[B, 128, 250]`` (by default ab2 on the balanced grid, w = 3; dopri5 as official), one seeded generator per batch item;
 5. :meth:`VSSFlowPipeline.decode`: unpack -> VAE decoder -> log-mel -> HiFi-GAN -> exactly
    ``round(duration * 16000)`` samples.
 
@@ -50,7 +50,9 @@ from .encoders.rawnet3 import RawNet3, load_rawnet3
 from .encoders.speaker import speaker_embedding as rawnet3_speaker_embedding
 from .encoders.synchformer import SynchformerVisualEncoder, load_synchformer
 from .flow.guidance import OFFICIAL_GUIDANCE_SCALE, CachedGuidedVelocity, GuidedVelocity
-from .flow.solvers import SOLVER_NAMES, make_solver
+from .flow.schedules import SCHEDULES
+from .flow.solvers import (DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER, OFFICIAL_ATOL, OFFICIAL_RTOL,
+                           OFFICIAL_SOLVER, SOLVER_NAMES, make_solver)
 from .model.vssflow import Conditions, VSSFlow
 from .text import silent_frame_ids, stretch_ids, tokens_to_ids, transcript_to_tokens
 from .text.phonemes import Mode, check_speech_rate, check_speech_window
@@ -65,6 +67,8 @@ __all__ = [
     "OFFICIAL_GUIDANCE_SCALE",
     "OFFICIAL_RTOL",
     "OFFICIAL_SOLVER",
+    "DEFAULT_SOLVER",
+    "DEFAULT_SCHEDULE",
     "ClipTooLongError",
     "GeneratedAudio",
     "PhonemeTrack",
@@ -88,10 +92,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-OFFICIAL_SOLVER = "dopri5"
-OFFICIAL_ATOL = 1e-5
-OFFICIAL_RTOL = 1e-5
-DEFAULT_FIXED_STEPS = 25  # only for the fixed-step solvers; dopri5 chooses its own steps
 DURATION_TOLERANCE_SEC = WINDOWS.tolerance_sec  # a clip this much longer than a window still takes one window
 ClipTooLongError = VideoTooLongError  # its former name
 
@@ -163,7 +163,7 @@ class GeneratedAudio:
     sample_rate: int
     duration: float
     seeds: list[int] = field(default_factory=list)
-    solver: str = OFFICIAL_SOLVER
+    solver: str = DEFAULT_SOLVER
     steps: int = 0
     evaluations: int = 0
 
@@ -790,8 +790,9 @@ class VSSFlowPipeline:
         conditions: Conditions,
         *,
         seed: int = 0,
-        solver: str = OFFICIAL_SOLVER,
+        solver: str = DEFAULT_SOLVER,
         steps: int = DEFAULT_FIXED_STEPS,
+        schedule: str = DEFAULT_SCHEDULE,
         guidance_scale: float = OFFICIAL_GUIDANCE_SCALE,
         atol: float = OFFICIAL_ATOL,
         rtol: float = OFFICIAL_RTOL,
@@ -803,7 +804,8 @@ class VSSFlowPipeline:
     ) -> SampledLatent:
         """Integrate the guided flow from noise (t = 0) to a packed latent (t = 1).
 
-        ``solver``: dopri5 (official, adaptive: ``atol``/``rtol``) or euler / midpoint / heun / rk4 (``steps``).
+        ``solver``: dopri5 (official, adaptive: ``atol``/``rtol``) or euler / midpoint / heun / rk4 / ab2 (``steps``
+        on the ``schedule``'s time grid: ``balanced`` or ``uniform``).
         ``callback`` is called after every accepted step with a :class:`SamplingProgress`; anything it raises stops
         sampling and propagates (that is how a caller cancels).
 
@@ -821,7 +823,7 @@ class VSSFlowPipeline:
             raise ValueError(f"unknown solver '{solver}'; choose one of {', '.join(SOLVER_NAMES)}")
         if not math.isfinite(guidance_scale):
             raise ValueError(f"guidance scale must be a finite number, got {guidance_scale}")
-        ode = make_solver(solver, steps=steps, atol=atol, rtol=rtol)
+        ode = make_solver(solver, steps=steps, atol=atol, rtol=rtol, schedule=schedule)
         noise, seeds = self.initial_noise(conditions.batch_size, seed)
         x = torch.cat([noise, conditions.latent_cond.float()], dim=1)
         velocity = self._guided_velocity(conditions, guidance_scale, batched_guidance, cache, compile)
@@ -927,8 +929,9 @@ class VSSFlowPipeline:
         fps: float | None = None,
         batch_size: int = 1,
         seed: int = 0,
-        solver: str = OFFICIAL_SOLVER,
+        solver: str = DEFAULT_SOLVER,
         steps: int = DEFAULT_FIXED_STEPS,
+        schedule: str = DEFAULT_SCHEDULE,
         guidance_scale: float = OFFICIAL_GUIDANCE_SCALE,
         atol: float = OFFICIAL_ATOL,
         rtol: float = OFFICIAL_RTOL,
@@ -946,6 +949,8 @@ class VSSFlowPipeline:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         if solver not in SOLVER_NAMES:
             raise ValueError(f"unknown solver '{solver}'; choose one of {', '.join(SOLVER_NAMES)}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown time schedule '{schedule}'; choose one of {', '.join(SCHEDULES)}")
         source, owned = as_frame_source(video, fps=fps)
         try:
             duration = check_duration(source.end_time, windows, max_duration)
@@ -956,8 +961,8 @@ class VSSFlowPipeline:
             visuals = (VisualFeatures(*self.components.encode_window(source, start), duration=duration,
                                       source_fps=float(source.average_fps)) for start in plan.starts)
             joiner = AudioJoiner(plan, batch_size)
-            sampling = {**sampling, "solver": solver, "steps": steps, "guidance_scale": guidance_scale, "atol": atol,
-                        "rtol": rtol}
+            sampling = {**sampling, "solver": solver, "steps": steps, "schedule": schedule,
+                        "guidance_scale": guidance_scale, "atol": atol, "rtol": rtol}
             seeds, total_steps, evaluations = [], 0, 0
             for k, window in enumerate(self._sample_each_window(plan, visuals, phone_ids, speaker_vector, lip_features,
                                                                 batch_size, seed, callback, sampling)):

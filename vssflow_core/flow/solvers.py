@@ -1,6 +1,8 @@
 """ODE solvers that carry noise (t = 0) to data (t = 1) along a velocity field ``v(t, x)``.
 
-Fixed-step Runge-Kutta methods (Euler, midpoint, Heun, RK4) and the adaptive Dormand-Prince 5(4) method that the
+Fixed-step methods on a time grid (:mod:`.schedules`: uniform or error-balanced): the Runge-Kutta methods Euler,
+midpoint, Heun and RK4, and the two-step Adams-Bashforth method (``ab2``: second order for one evaluation per step,
+reusing the previous step's velocity); and the adaptive Dormand-Prince 5(4) method that the
 official sampler uses (torchdiffeq ``dopri5`` through facebookresearch/flow_matching: RMS error norm over the whole
 state, step-size control with safety 0.9 and growth in [0.2, 10], the Hairer initial-step heuristic, steps that may
 overshoot t = 1 with the endpoint read from the dense-output polynomial).  Every solver reports how many velocity
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import torch
+
+from .schedules import BALANCED, UNIFORM, time_grid
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # callback(step, total_steps or None when adaptive, t) -> None; may raise to interrupt
@@ -50,22 +54,23 @@ def _check_finite(x: torch.Tensor, t: float) -> None:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _euler(v: Velocity, t: torch.Tensor, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+# A step function returns the increment of x over [t, t + h]; ``memory`` persists over one solve (multistep methods).
+def _euler(v: Velocity, t: torch.Tensor, x: torch.Tensor, h: torch.Tensor, memory: dict) -> torch.Tensor:
     return h * v(t, x)
 
 
-def _midpoint(v: Velocity, t: torch.Tensor, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+def _midpoint(v: Velocity, t: torch.Tensor, x: torch.Tensor, h: torch.Tensor, memory: dict) -> torch.Tensor:
     half = 0.5 * h
     return h * v(t + half, x + half * v(t, x))
 
 
-def _heun(v: Velocity, t: torch.Tensor, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+def _heun(v: Velocity, t: torch.Tensor, x: torch.Tensor, h: torch.Tensor, memory: dict) -> torch.Tensor:
     k1 = v(t, x)
     k2 = v(t + h, x + h * k1)
     return 0.5 * h * (k1 + k2)
 
 
-def _rk4(v: Velocity, t: torch.Tensor, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+def _rk4(v: Velocity, t: torch.Tensor, x: torch.Tensor, h: torch.Tensor, memory: dict) -> torch.Tensor:
     half = 0.5 * h
     k1 = v(t, x)
     k2 = v(t + half, x + half * k1)
@@ -74,29 +79,44 @@ def _rk4(v: Velocity, t: torch.Tensor, x: torch.Tensor, h: torch.Tensor) -> torc
     return h / 6 * (k1 + 2 * (k2 + k3) + k4)
 
 
-_STEP_FUNCTIONS = {"euler": (_euler, 1), "midpoint": (_midpoint, 2), "heun": (_heun, 2), "rk4": (_rk4, 4)}
+def _ab2(v: Velocity, t: torch.Tensor, x: torch.Tensor, h: torch.Tensor, memory: dict) -> torch.Tensor:
+    """Adams-Bashforth 2 for steps of any length: integrates the line through this and the previous velocity."""
+    f = v(t, x)
+    previous = memory.get("previous")
+    memory["previous"] = (t, f)
+    if previous is None:  # the first step has no history: Euler
+        return h * f
+    t_previous, f_previous = previous
+    r = h / (2 * (t - t_previous))
+    return h * ((1 + r) * f - r * f_previous)
+
+
+# method -> (step function, velocity evaluations per step)
+_STEP_FUNCTIONS = {"euler": (_euler, 1), "midpoint": (_midpoint, 2), "heun": (_heun, 2), "rk4": (_rk4, 4),
+                   "ab2": (_ab2, 1)}
 
 
 class FixedStepSolver:
-    """``steps`` equal steps of one explicit Runge-Kutta method."""
+    """``steps`` steps of one explicit method on a time grid (``schedule``: see :mod:`.schedules`)."""
 
-    def __init__(self, method: str, steps: int):
+    def __init__(self, method: str, steps: int, schedule: str = UNIFORM):
         if method not in _STEP_FUNCTIONS:
             raise ValueError(f"unknown fixed-step method '{method}'; choose one of {sorted(_STEP_FUNCTIONS)}")
         if steps < 1:
             raise ValueError(f"the number of steps must be at least 1, got {steps}")
         self.name, self.steps = method, int(steps)
         self._step, self.evaluations_per_step = _STEP_FUNCTIONS[method]
+        self.grid = time_grid(schedule, self.steps)  # float64 on [0, 1]; checks the schedule's name
 
     def solve(self, velocity: Velocity, x: torch.Tensor, t_start: float = 0.0, t_end: float = 1.0,
               callback: StepCallback | None = None) -> Solution:
         counted = _CountingVelocity(velocity)
-        h = (t_end - t_start) / self.steps
-        grid = torch.arange(self.steps + 1, dtype=x.dtype, device=x.device) * h + t_start
-        grid[-1] = t_end
+        grid = (t_start + (t_end - t_start) * self.grid).to(dtype=x.dtype, device=x.device)
+        grid[0], grid[-1] = t_start, t_end
+        memory: dict = {}
         for i in range(self.steps):
             t0, t1 = grid[i], grid[i + 1]
-            x = x + self._step(counted, t0, x, t1 - t0)
+            x = x + self._step(counted, t0, x, t1 - t0, memory)
             _check_finite(x, float(t1))
             if callback is not None:
                 callback(i + 1, self.steps, float(t1))
@@ -226,13 +246,23 @@ def _quartic_interpolation(y0, y1, y_mid, f0, f1, h: float, s: float) -> torch.T
     return y0 + s * (d + s * (c + s * (b + s * a)))
 
 
-SOLVER_NAMES = ("euler", "midpoint", "heun", "rk4", "dopri5")
+SOLVER_NAMES = ("euler", "midpoint", "heun", "rk4", "ab2", "dopri5")
+
+OFFICIAL_SOLVER = "dopri5"  # torchdiffeq's, through flow_matching's ODESolver
+OFFICIAL_ATOL = 1e-5
+OFFICIAL_RTOL = 1e-5
+# The default sampler: the fewest evaluations that match the official dopri5 within the measured tolerance
+# (bench/sampler_efficiency.py on the demo model; figures in the README).  dopri5 stays one option away.
+DEFAULT_SOLVER = "ab2"
+DEFAULT_FIXED_STEPS = 56  # only for the fixed-step solvers; dopri5 chooses its own steps
+DEFAULT_SCHEDULE = BALANCED  # their time grid (schedules.py)
 
 
-def make_solver(name: str, steps: int = 25, atol: float = 1e-5, rtol: float = 1e-5) -> FixedStepSolver | Dopri5Solver:
-    """A solver by name: fixed-step ones use ``steps``; dopri5 uses ``atol``/``rtol``."""
+def make_solver(name: str, steps: int = DEFAULT_FIXED_STEPS, atol: float = OFFICIAL_ATOL, rtol: float = OFFICIAL_RTOL,
+                schedule: str = UNIFORM) -> FixedStepSolver | Dopri5Solver:
+    """A solver by name: fixed-step ones use ``steps`` on the ``schedule``'s grid; dopri5 uses ``atol``/``rtol``."""
     if name == "dopri5":
         return Dopri5Solver(atol=atol, rtol=rtol)
     if name in _STEP_FUNCTIONS:
-        return FixedStepSolver(name, steps)
+        return FixedStepSolver(name, steps, schedule)
     raise ValueError(f"unknown solver '{name}'; choose one of {list(SOLVER_NAMES)}")
