@@ -25,7 +25,8 @@ What it measures
 Run
     .venv/bin/python bench/pipeline_stages.py --tiny                          # seconds
     .venv/bin/python bench/pipeline_stages.py --solver euler --steps 8        # full size, ~1 min on 2 cores
-    .venv/bin/python bench/pipeline_stages.py                                 # full size, official dopri5
+    .venv/bin/python bench/pipeline_stages.py                                 # full size, the default sampler
+    .venv/bin/python bench/pipeline_stages.py --solver dopri5                 # full size, official dopri5
 Options: ``--dtype float32|bfloat16`` (the network's), ``--encoder-dtype auto|float32|bfloat16`` (CLIP's and
 Synchformer's; auto, as the pipeline: bf16 where the CPU multiplies it natively), ``--reference-sampler`` (the
 official two plain passes per evaluation, no cache), ``--compile`` (torch.compile the network; its compile time lands in the sampler row),
@@ -58,8 +59,9 @@ from vssflow_core.media.video_file import write_frames_video  # noqa: E402
 from vssflow_core.model.vssflow import VSSFlow  # noqa: E402
 from vssflow_core.pipeline import (  # noqa: E402
     DEFAULT_FIXED_STEPS,
+    DEFAULT_SCHEDULE,
+    DEFAULT_SOLVER,
     OFFICIAL_ATOL,
-    OFFICIAL_SOLVER,
     VisualFeatures,
     VSSFlowPipeline,
 )
@@ -122,8 +124,9 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--encoder-dtype", default="auto", choices=["auto", "float32", "bfloat16"])
-    parser.add_argument("--solver", default=OFFICIAL_SOLVER)
+    parser.add_argument("--solver", default=DEFAULT_SOLVER)
     parser.add_argument("--steps", type=int, default=DEFAULT_FIXED_STEPS)
+    parser.add_argument("--schedule", default=DEFAULT_SCHEDULE)
     parser.add_argument("--atol", type=float, default=OFFICIAL_ATOL)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--transcript", default="The quick brown fox jumps over the lazy dog, twice before noon.")
@@ -147,7 +150,7 @@ def main() -> None:
           f"random components (network {params / 1e6:.1f} M parameters, {args.dtype}; encoders "
           f"{str(encoder_dtype).removeprefix('torch.')}), built in {build_s:.1f} s; "
           f"solver {args.solver}"
-          + (f" atol=rtol={args.atol:g}" if args.solver == "dopri5" else f" {args.steps} steps")
+          + (f" atol=rtol={args.atol:g}" if args.solver == "dopri5" else f" {args.steps} steps ({args.schedule})")
           + (", reference sampler (2 plain passes per evaluation)" if args.reference_sampler else
              ", fast sampler (batched guidance + DiT cache)") + (", compiled" if args.compile else ""))
 
@@ -190,7 +193,8 @@ def main() -> None:
         conditions = stage("conditions", lambda: pipe.conditions(visual, phone_ids))
         fast = not args.reference_sampler
         sampled = stage("sampler", lambda: pipe.sample(conditions, seed=args.seed, solver=args.solver,
-                                                       steps=args.steps, atol=args.atol, rtol=args.atol,
+                                                       steps=args.steps, schedule=args.schedule,
+                                                       atol=args.atol, rtol=args.atol,
                                                        batched_guidance=fast, cache=fast, compile=args.compile))
         vae = pipe.vae
 

@@ -5,7 +5,8 @@ What it measures
     conditions (CLIP, Synchformer, phoneme ids; no lip, no speaker, as the in-the-wild inference) and a fixed noise
     draw, it integrates the classifier-free-guided flow from t = 0 to 1, as the pipeline samples it
     (``CachedGuidedVelocity``, w = 3 by default), with:
-      - euler, midpoint, heun, rk4 at several step counts (``--steps``),
+      - euler, midpoint, heun, rk4, ab2 (``--methods``) at several step counts (``--steps``) on each time grid
+        (``--schedules``: uniform, balanced),
       - dopri5 at several tolerances (atol = rtol, ``--tols``; 1e-5 is the official setting),
     and compares each endpoint's latent channels with a reference: dopri5 at atol = rtol = 1e-7 (``--ref-tol``) with
     the network in float64.  Each row gives the guided-velocity evaluations (each one network pass over
@@ -25,10 +26,16 @@ What it measures
     that stop falling as the step count grows (rk4 plateaus around 2e-6 relative on the default model) measure the
     reference, not the solver.
 
+    ``--contributions PARTS`` measures instead where in time the sampling error comes from: for each of PARTS equal
+    parts of [0, 1], one Heun step over the part from the exact trajectory, carried exactly to t = 1, against the
+    reference (mean over the clips).  Its last lines are the table behind the balanced time grid
+    (``vssflow_core/flow/schedules.py``).
+
 Run
     .venv/bin/python bench/sampler_efficiency.py                       # small random model, ~15 s on 2 cores
     .venv/bin/python bench/sampler_efficiency.py --checkpoint demo --video A.mp4 B.mp4  # 250 latent frames
     .venv/bin/python bench/sampler_efficiency.py --checkpoint PATH --dtype bfloat16 --tols 1e-3,1e-4,1e-5
+    .venv/bin/python bench/sampler_efficiency.py --checkpoint demo --video A.mp4 B.mp4 --contributions 16 --ref-tol 1e-6
 Options: ``--layers``, ``--width-heads`` (heads of 16), ``--tokens`` (latent frames; default 100, or the 10 s
 window's 250 with a checkpoint), ``--head-dim`` (only for an official ``.ckpt`` of another head size),
 ``--guidance``, ``--seed``, ``--steps 4,8,16,32``, ``--tols 1e-3,1e-4,1e-5,1e-6``, ``--ref-tol``, ``--init-std``

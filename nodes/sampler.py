@@ -13,9 +13,8 @@ MAX_SEED = 0xFFFF_FFFF_FFFF_FFFF
 
 class VSSFlowSampler:
     DESCRIPTION = ("Generates the sound (and speech) of the clip: integrates VSSFlow's flow from noise to an audio "
-                   "latent with classifier-free guidance. ab2 on the balanced schedule (default) matches the official "
-                   "dopri5 at a fraction of its cost; dopri5 (adaptive) picks its own steps, the other solvers take "
-                   "'steps' on the 'schedule'. Batch item i uses seed + i. A clip longer than 10 s "
+                   "latent with classifier-free guidance. dopri5 (adaptive, the official solver) picks its own steps; "
+                   "euler, midpoint, heun, rk4 and ab2 take 'steps' on the 'schedule'. Batch item i uses seed + i. A clip longer than 10 s "
                    "is sampled window by window, each window continuing the one before it.")
     CATEGORY = CATEGORY
     RETURN_TYPES = (LATENT,)
@@ -39,8 +38,8 @@ class VSSFlowSampler:
                                              "step": 0.1, "round": 0.01,
                                              "tooltip": "Classifier-free guidance (official: 3). 1 = no guidance."}),
                 "solver": (list(SOLVER_NAMES), {"default": DEFAULT_SOLVER,
-                                                "tooltip": "ab2: fast default, within 1 dB of the official solver. "
-                                                           "dopri5: adaptive, official (atol = rtol = 1e-5)."}),
+                                                "tooltip": "dopri5: adaptive, official (atol = rtol = 1e-5). "
+                                                           "ab2: one network evaluation per step."}),
                 "batch_size": ("INT", {"default": 1, "min": 1, "max": 64,
                                        "tooltip": "Number of takes, seeds seed .. seed + batch_size - 1."}),
             },
@@ -50,9 +49,9 @@ class VSSFlowSampler:
                     "tooltip": "A recording of the voice to imitate (needs the RawNet3 speaker encoder)."}),
                 # optional so that workflows saved before it keep their widget values in place
                 "schedule": (list(SCHEDULES), {"default": DEFAULT_SCHEDULE,
-                                               "tooltip": "Time grid of the fixed-step solvers. balanced: more "
-                                                          "steps early, where errors grow the most; uniform: equal "
-                                                          "steps. dopri5 ignores it."}),
+                                               "tooltip": "Time grid of the fixed-step solvers. uniform: equal "
+                                                          "steps; balanced: more steps early, where errors grow the "
+                                                          "most. dopri5 ignores it."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }

@@ -20,9 +20,9 @@ from test_media_mux import band_energy, decoded_audio, make_video_with_audio, vi
 from tiny_models import build_tiny_models_folder
 from vssflow_core.demo import demo_available
 from vssflow_core.demo.frontends import PixelGridEncoder
-from vssflow_core.media import video_duration
 from vssflow_core.flow.schedules import SCHEDULES
 from vssflow_core.flow.solvers import DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER
+from vssflow_core.media import video_duration
 from vssflow_core.pipeline import load_network
 from vssflow_core.video.synthetic import make_counter_video
 from workflow_tools import OUR_NODES, REPO_ROOT, load_pack
@@ -342,9 +342,9 @@ def test_progress_on_every_solver_step(nodes, loaded, bridge, monkeypatch, solve
         assert [v for v, _ in bar.values] == sorted(v for v, _ in bar.values)  # t as a fraction, rising
 
 
-def test_the_sampler_defaults_to_the_measured_fast_sampler_and_takes_a_schedule(nodes, loaded):
-    """ab2 on the balanced grid by default; ``schedule`` is an optional widget (so saved workflows keep their
-    widget positions) that moves the fixed-step solvers' steps."""
+def test_the_sampler_offers_the_default_sampler_and_takes_a_schedule(nodes, loaded):
+    """The pipeline's defaults; ``schedule`` is an optional widget (so saved workflows keep their widget positions)
+    that moves the fixed-step solvers' steps."""
     spec = nodes["VSSFlowSampler"].INPUT_TYPES()
     assert spec["required"]["solver"][1]["default"] == DEFAULT_SOLVER
     assert spec["required"]["steps"][1]["default"] == DEFAULT_FIXED_STEPS
@@ -360,7 +360,8 @@ def test_the_sampler_defaults_to_the_measured_fast_sampler_and_takes_a_schedule(
 
     default, balanced, uniform = latent(), latent(schedule="balanced"), latent(schedule="uniform")
     assert default.solver == "ab2" and default.steps == default.evaluations == 4
-    assert torch.equal(default.latent, balanced.latent) and not torch.equal(balanced.latent, uniform.latent)
+    assert torch.equal(default.latent, {"balanced": balanced, "uniform": uniform}[DEFAULT_SCHEDULE].latent)
+    assert not torch.equal(balanced.latent, uniform.latent)
 
 
 def test_cancel_stops_sampling_at_the_next_step(nodes, loaded, bridge, monkeypatch):

@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=DEFAULT_FIXED_STEPS,
                    help=f"steps of the fixed-step solvers (default: %(default)s; {OFFICIAL_SOLVER} adapts)")
     s.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE,
-                   help="time grid of the fixed-step solvers: balanced (more steps early, where errors grow; "
-                        "default) or uniform")
+                   help="time grid of the fixed-step solvers: uniform (default) or balanced (more steps early, "
+                        "where errors grow the most)")
     s.add_argument("--guidance-scale", type=float, default=OFFICIAL_GUIDANCE_SCALE,
                    help="classifier-free guidance (official: %(default)s)")
     s.add_argument("--atol", type=float, default=OFFICIAL_ATOL, help="dopri5 absolute tolerance (official: %(default)s)")

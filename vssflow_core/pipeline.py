@@ -12,7 +12,7 @@ node can call on its own:
 3. :meth:`VSSFlowPipeline.speaker_embedding`: RawNet3 of a reference utterance (zeros without one);
    :meth:`VSSFlowPipeline.lip_features`: precomputed AV-HuBERT features (zeros without, as ``infer.py`` feeds);
 4. :meth:`VSSFlowPipeline.conditions` then :meth:`VSSFlowPipeline.sample`: the guided flow from N(0, I) to a packed
-   latent ``[B, 128, 250]`` (by default ab2 on the balanced grid, w = 3; dopri5 as official), one seeded generator per batch item;
+   latent ``[B, 128, 250]`` (dopri5, atol = rtol = 1e-5, w = 3 by default), one seeded generator per batch item;
 5. :meth:`VSSFlowPipeline.decode`: unpack -> VAE decoder -> log-mel -> HiFi-GAN -> exactly
    ``round(duration * 16000)`` samples.
 

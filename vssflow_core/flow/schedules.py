@@ -26,7 +26,8 @@ BALANCED = "balanced"
 SCHEDULES = (UNIFORM, BALANCED)
 
 # dB, per sixteenth of flow time from noise to data (see the module docstring for how it is measured)
-ERROR_CONTRIBUTION = (13.0, 12.6, 3.0, 1.6, 1.2, 0.7, 0.8, 0.5, 0.2, 0.13, 0.08, 0.06, 0.07, 0.08, 0.22, 0.56)
+ERROR_CONTRIBUTION = (4.89, 1.62, 0.693, 0.188, 0.17, 0.13, 0.118, 0.0917, 0.0596, 0.0435, 0.0247, 0.0326, 0.0937, 0.13,
+                      0.977, 0.72)
 # the step density of a method whose local error is of order 3 (Heun, midpoint, ab2) equidistributes D h^3
 BALANCING_EXPONENT = 1.0 / 3.0
 
