@@ -61,7 +61,7 @@ from vssflow_core.codec.vae import unpack_latent  # noqa: E402
 from vssflow_core.config import SEQUENCE, VSSFlowConfig  # noqa: E402
 from vssflow_core.flow.guidance import CachedGuidedVelocity  # noqa: E402
 from vssflow_core.flow.schedules import SCHEDULES, balanced_density, grid_from_density  # noqa: E402
-from vssflow_core.flow.solvers import _STEP_FUNCTIONS, Dopri5Solver, FixedStepSolver  # noqa: E402
+from vssflow_core.flow.solvers import Dopri5Solver, FixedStepSolver  # noqa: E402
 from vssflow_core.model.vssflow import VSSFlow  # noqa: E402
 
 OFFICIAL_TOL = 1e-5
@@ -258,10 +258,10 @@ def main() -> None:
 
 def measure_contributions(parts: int, clips: list[Clip], network, guidance: float, tol: float, log_mel) -> None:
     """For each of ``parts`` equal parts of [0, 1]: start on the exact trajectory, take one Heun step over the part,
-    carry the result exactly (dopri5 at ``tol``, as the reference) to t = 1 and compare with the reference.  The error of a
-    solver is about the sum of these, scaled by (its step / the part)^3, which is what the balanced schedule
-    distributes evenly; the last lines print the table for ``schedules.ERROR_CONTRIBUTION``."""
-    heun, _ = _STEP_FUNCTIONS["heun"]
+    carry the result exactly (dopri5 at ``tol``, as the reference) to t = 1 and compare with the reference.  The
+    error of a solver is about the sum of these, scaled by (its step / the part)^3, which is what the balanced
+    schedule distributes evenly; the last lines print the table for ``schedules.ERROR_CONTRIBUTION``."""
+    one_heun_step = FixedStepSolver("heun", 1)
     exact = Dopri5Solver(atol=tol, rtol=tol)
     edges = torch.linspace(0.0, 1.0, parts + 1, dtype=torch.float64).tolist()
     lat = network.cfg.latent_channels
@@ -272,7 +272,7 @@ def measure_contributions(parts: int, clips: list[Clip], network, guidance: floa
         x = torch.cat([clip.noise, clip.conditions.latent_cond], dim=1)
         end = clip.reference
         for i, (t0, t1) in enumerate(zip(edges[:-1], edges[1:])):
-            stepped = x + heun(velocity, torch.tensor(t0, dtype=x.dtype), x, torch.tensor(t1 - t0, dtype=x.dtype), {})
+            stepped = one_heun_step.solve(velocity, x, t0, t1).x
             x = exact.solve(velocity, x, t0, t1).x  # the exact trajectory, part by part
             moved = (exact.solve(velocity, stepped, t1, 1.0).x if t1 < 1.0 else stepped)[:, :lat]
             rel[c, i] = float((moved - end).pow(2).mean().sqrt() / end.pow(2).mean().sqrt())

@@ -14,8 +14,8 @@ MAX_SEED = 0xFFFF_FFFF_FFFF_FFFF
 class VSSFlowSampler:
     DESCRIPTION = ("Generates the sound (and speech) of the clip: integrates VSSFlow's flow from noise to an audio "
                    "latent with classifier-free guidance. dopri5 (adaptive, the official solver) picks its own steps; "
-                   "euler, midpoint, heun, rk4 and ab2 take 'steps' on the 'schedule'. Batch item i uses seed + i. A clip longer than 10 s "
-                   "is sampled window by window, each window continuing the one before it.")
+                   "euler, midpoint, heun, rk4 and ab2 take 'steps' on the 'schedule'. Batch item i uses seed + i. "
+                   "A clip longer than 10 s is sampled window by window, each window continuing the one before it.")
     CATEGORY = CATEGORY
     RETURN_TYPES = (LATENT,)
     RETURN_NAMES = ("latent",)

@@ -125,6 +125,14 @@ def test_too_long_clip_is_refused_before_encoding(pipe, videos):
         pipe.encode_video(videos["12s"], max_duration=5)
 
 
+def test_unknown_sampler_names_are_refused_before_the_video_is_read(pipe, tmp_path):
+    missing = tmp_path / "not_there.mp4"  # reading it would fail with another error
+    with pytest.raises(ValueError, match="unknown solver 'ddim'; choose one of euler, midpoint"):
+        pipe.generate(missing, solver="ddim")
+    with pytest.raises(ValueError, match="unknown time schedule 'karras'; choose one of uniform, balanced"):
+        pipe.generate(missing, solver="heun", schedule="karras")
+
+
 def test_duration_limit_allows_a_frame_of_slack():
     assert check_duration(3.0) == 3.0
     assert check_duration(10.03) == 10.03  # a "10 s" clip one frame long is generated in one window ...

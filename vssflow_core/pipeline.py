@@ -50,7 +50,7 @@ from .encoders.rawnet3 import RawNet3, load_rawnet3
 from .encoders.speaker import speaker_embedding as rawnet3_speaker_embedding
 from .encoders.synchformer import SynchformerVisualEncoder, load_synchformer
 from .flow.guidance import OFFICIAL_GUIDANCE_SCALE, CachedGuidedVelocity, GuidedVelocity
-from .flow.schedules import SCHEDULES
+from .flow.schedules import check_schedule
 from .flow.solvers import (DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER, OFFICIAL_ATOL, OFFICIAL_RTOL,
                            OFFICIAL_SOLVER, SOLVER_NAMES, make_solver)
 from .model.vssflow import Conditions, VSSFlow
@@ -949,8 +949,7 @@ class VSSFlowPipeline:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         if solver not in SOLVER_NAMES:
             raise ValueError(f"unknown solver '{solver}'; choose one of {', '.join(SOLVER_NAMES)}")
-        if schedule not in SCHEDULES:
-            raise ValueError(f"unknown time schedule '{schedule}'; choose one of {', '.join(SCHEDULES)}")
+        check_schedule(schedule)
         source, owned = as_frame_source(video, fps=fps)
         try:
             duration = check_duration(source.end_time, windows, max_duration)

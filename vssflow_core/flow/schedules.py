@@ -52,12 +52,16 @@ def grid_from_density(density: torch.Tensor, steps: int) -> torch.Tensor:
     return grid
 
 
+def check_schedule(schedule: str) -> None:
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown time schedule '{schedule}'; choose one of {', '.join(SCHEDULES)}")
+
+
 def time_grid(schedule: str, steps: int) -> torch.Tensor:
     """The ``steps + 1`` float64 times, from 0 to 1, of a fixed-step solver on ``schedule``."""
     if steps < 1:
         raise ValueError(f"the number of steps must be at least 1, got {steps}")
+    check_schedule(schedule)
     if schedule == UNIFORM:
         return torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
-    if schedule == BALANCED:
-        return grid_from_density(balanced_density(), steps)
-    raise ValueError(f"unknown time schedule '{schedule}'; choose one of {', '.join(SCHEDULES)}")
+    return grid_from_density(balanced_density(), steps)
