@@ -13,9 +13,10 @@ What it measures
     [unconditional ; conditional] with guidance on) and that as a fraction of the official dopri5 (1e-5)'s, the RMS
     distance from the reference relative to the RMS of the reference latent, and, with a checkpoint, the largest
     difference of any decoded log-mel bin from the reference's, in dB.  With several ``--video`` clips every figure
-    is the worst over the clips.  The last lines name the cheapest fixed-step setting (a) within the official
-    dopri5's own error and (b) within the measured tolerance: every decoded mel bin within 1 dB
-    (``--mel-tolerance-db``) of the reference, about the smallest level change a listener hears.
+    is the worst over the clips, and a second table gives each clip's figure.  The last lines name the cheapest
+    fixed-step setting (a) within the official dopri5's own error and (b) within the measured tolerance: every
+    decoded mel bin within 1 dB (``--mel-tolerance-db``) of the reference, about the smallest level change a
+    listener hears.
 
     Random networks are not trained flows: their velocity fields are smoother or rougher than the real model's, so
     the ranking is indicative, not the final word: the default sampler is chosen with ``--checkpoint`` on a trained
@@ -31,11 +32,17 @@ What it measures
     reference (mean over the clips).  Its last lines are the table behind the balanced time grid
     (``vssflow_core/flow/schedules.py``).
 
+    ``--stiffness TIMES`` tells why a sampler needs the evaluations it does: at each flow time, the fastest rate of
+    the field on the exact trajectory (largest |eigenvalue| of its Jacobian; an explicit step of length h follows
+    the field only while h times the rate is well below 1), and how much the exact result moves for a small random
+    change of the starting noise (near x1 or below: nearby trajectories do not separate, the flow is not chaotic).
+
 Run
     .venv/bin/python bench/sampler_efficiency.py                       # small random model, ~15 s on 2 cores
     .venv/bin/python bench/sampler_efficiency.py --checkpoint demo --video A.mp4 B.mp4  # 250 latent frames
     .venv/bin/python bench/sampler_efficiency.py --checkpoint PATH --dtype bfloat16 --tols 1e-3,1e-4,1e-5
     .venv/bin/python bench/sampler_efficiency.py --checkpoint demo --video A.mp4 B.mp4 --contributions 16 --ref-tol 1e-6
+    .venv/bin/python bench/sampler_efficiency.py --checkpoint demo --video A.mp4 --stiffness 0,0.1,0.5,0.9
 Options: ``--layers``, ``--width-heads`` (heads of 16), ``--tokens`` (latent frames; default 100, or the 10 s
 window's 250 with a checkpoint), ``--head-dim`` (only for an official ``.ckpt`` of another head size),
 ``--guidance``, ``--seed``, ``--steps 4,8,16,32``, ``--tols 1e-3,1e-4,1e-5,1e-6``, ``--ref-tol``, ``--init-std``
@@ -120,6 +127,10 @@ def main() -> None:
     parser.add_argument("--contributions", type=int, default=None, metavar="PARTS",
                         help="instead of the table: how much one Heun step over each of PARTS equal parts of the "
                              "time moves the result (the error density the balanced schedule equidistributes)")
+    parser.add_argument("--stiffness", default=None, metavar="TIMES",
+                        help="instead of the table: the field's fastest rate (largest |eigenvalue| of its Jacobian) "
+                             "at these flow times on the exact trajectory, and how the flow map carries a small "
+                             "change of the noise")
     parser.add_argument("--tols", default="1e-2,1e-3,1e-4,1e-5,1e-6")
     parser.add_argument("--ref-tol", type=float, default=1e-7)
     parser.add_argument("--mel-tolerance-db", type=float, default=MEL_TOLERANCE_DB)
@@ -211,6 +222,10 @@ def main() -> None:
         measure_contributions(args.contributions, clips, reference_model, args.guidance, args.ref_tol,
                               log_mel if components is not None else None)
         return
+    if args.stiffness:
+        measure_stiffness([float(v) for v in args.stiffness.split(",")], clips, reference_model, args.guidance,
+                          args.ref_tol)
+        return
 
     settings = [(f"dopri5 tol={tol:g}", tol, Dopri5Solver(atol=tol, rtol=tol))
                 for tol in [float(v) for v in args.tols.split(",") if v]]
@@ -234,6 +249,13 @@ def main() -> None:
         mel = f"{max(row.mel_db):.3f}" if row.mel_db else "-"
         print(f"{row.name:<26} {max(row.evaluations):>6} {max(row.fractions):>15.3f} {max(row.rel_errors):>10.3e} "
               f"{mel:>11} {row.seconds:>9.2f}")
+
+    if len(clips) > 1:  # which clips are hard: the worst case above hides it
+        figure = "mel max dB" if all(row.mel_db for row in rows) else "relative error"
+        print(f"\nper clip ({figure}): " + ", ".join(f"{i + 1} {clip.name}" for i, clip in enumerate(clips)))
+        for row in sorted(rows, key=lambda r: (max(r.evaluations), r.name)):
+            values = row.mel_db if figure == "mel max dB" else row.rel_errors
+            print(f"{row.name:<26} " + " ".join(f"{v:>8.3g}" for v in values))
 
     if official is None:
         return
@@ -286,6 +308,42 @@ def measure_contributions(parts: int, clips: list[Clip], network, guidance: floa
     print("ERROR_CONTRIBUTION = (" + ", ".join(f"{v:.3g}" for v in contribution.tolist()) + ")")
     grid = grid_from_density(balanced_density(contribution.tolist()), parts)
     print(f"balanced grid of {parts} steps: " + " ".join(f"{v:.3f}" for v in grid.tolist()))
+
+
+def measure_stiffness(times: list[float], clips: list[Clip], network, guidance: float, tol: float,
+                      iterations: int = 25) -> None:
+    """Per clip: the field's fastest rate at each of ``times`` (power iteration on finite differences of the
+    guided field, latent channels) and the flow map's response to a small change of the noise (module docstring)."""
+    exact = Dopri5Solver(atol=tol, rtol=tol)
+    lat = network.cfg.latent_channels
+    generator = torch.Generator().manual_seed(0)
+    for clip in clips:
+        velocity = CachedGuidedVelocity(network, clip.conditions, guidance)
+        x = torch.cat([clip.noise, clip.conditions.latent_cond], dim=1)
+        start = x
+        rates, previous = [], 0.0
+        for t in times:
+            x = exact.solve(velocity, x, previous, t).x if t > previous else x
+            previous = t
+            tt = torch.tensor(t, dtype=x.dtype)
+            v0 = velocity(tt, x)
+            w = torch.zeros_like(x)
+            w[:, :lat] = torch.randn(x[:, :lat].shape, generator=generator, dtype=x.dtype)
+            scale = 1e-6 * float(x[:, :lat].norm())
+            for _ in range(iterations):
+                w = w / w.norm()
+                jw = (velocity(tt, x + scale * w) - v0) / scale
+                rate, w = float(jw.norm()), jw
+            rates.append(f"t={t:g}: {rate:.1f}")
+        change = 1e-4
+        nudge = torch.randn(clip.noise.shape, generator=generator, dtype=clip.noise.dtype)
+        nudge *= change * float(clip.noise.pow(2).mean().sqrt() / nudge.pow(2).mean().sqrt())
+        moved = start.clone()
+        moved[:, :lat] += nudge
+        result = exact.solve(velocity, moved, 0.0, 1.0).x[:, :lat]
+        carried = float((result - clip.reference).pow(2).mean().sqrt() / clip.reference.pow(2).mean().sqrt())
+        print(f"{clip.name}: fastest rate (1/time) {', '.join(rates)}; a {change:g} relative change of the noise "
+              f"moves the result by {carried:.2e} relative (x{carried / change:.2f})", flush=True)
 
 
 if __name__ == "__main__":
