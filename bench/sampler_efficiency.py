@@ -94,6 +94,19 @@ class Clip:
     reference: torch.Tensor | None = None
     reference_mel: torch.Tensor | None = None
 
+    def start(self) -> torch.Tensor:
+        """The ODE state at t = 0: the noise, then the condition channels."""
+        return torch.cat([self.noise, self.conditions.latent_cond], dim=1)
+
+
+def rms(x: torch.Tensor) -> float:
+    return float(x.pow(2).mean().sqrt())
+
+
+def relative_error(x: torch.Tensor, reference: torch.Tensor) -> float:
+    """RMS distance from the reference, relative to the reference's RMS."""
+    return rms(x - reference) / rms(reference)
+
 
 @dataclass
 class Row:
@@ -188,7 +201,7 @@ def main() -> None:
         clips.append(Clip(Path(video).name if video else "random conditions", conditions, noise))
 
     def run(clip: Clip, solver, network=model):
-        x0 = torch.cat([clip.noise, clip.conditions.latent_cond], dim=1)
+        x0 = clip.start()
         x0 = x0 if network is reference_model else x0.to(state_dtype)
         velocity = CachedGuidedVelocity(network, clip.conditions, args.guidance)
         start = time.perf_counter()
@@ -208,12 +221,12 @@ def main() -> None:
         clip.reference_mel = log_mel(clip.reference) if components is not None else None
         print(f"reference for {clip.name}: dopri5 atol=rtol={args.ref_tol:g}: {ref.evaluations} evaluations, "
               f"{ref.steps} steps ({ref.rejected_steps} rejected), {ref_time:.1f} s; RMS of the latent "
-              f"{float(clip.reference.pow(2).mean().sqrt()):.4f}")
+              f"{rms(clip.reference):.4f}")
 
     def measure(row: Row, clip: Clip, sol, seconds: float) -> None:
         x = sol.x[:, :lat].double()
         row.evaluations.append(sol.evaluations)
-        row.rel_errors.append(float((x - clip.reference).pow(2).mean().sqrt() / clip.reference.pow(2).mean().sqrt()))
+        row.rel_errors.append(relative_error(x, clip.reference))
         if clip.reference_mel is not None:
             row.mel_db.append(float((log_mel(x) - clip.reference_mel).abs().max()) * DB_PER_LOG_UNIT)
         row.seconds += seconds
@@ -251,10 +264,11 @@ def main() -> None:
               f"{mel:>11} {row.seconds:>9.2f}")
 
     if len(clips) > 1:  # which clips are hard: the worst case above hides it
-        figure = "mel max dB" if all(row.mel_db for row in rows) else "relative error"
-        print(f"\nper clip ({figure}): " + ", ".join(f"{i + 1} {clip.name}" for i, clip in enumerate(clips)))
+        by_mel = all(row.mel_db for row in rows)
+        print(f"\nper clip ({'mel max dB' if by_mel else 'relative error'}): "
+              + ", ".join(f"{i + 1} {clip.name}" for i, clip in enumerate(clips)))
         for row in sorted(rows, key=lambda r: (max(r.evaluations), r.name)):
-            values = row.mel_db if figure == "mel max dB" else row.rel_errors
+            values = row.mel_db if by_mel else row.rel_errors
             print(f"{row.name:<26} " + " ".join(f"{v:>8.3g}" for v in values))
 
     if official is None:
@@ -291,13 +305,13 @@ def measure_contributions(parts: int, clips: list[Clip], network, guidance: floa
     rel = torch.zeros(len(clips), parts)
     for c, clip in enumerate(clips):
         velocity = CachedGuidedVelocity(network, clip.conditions, guidance)
-        x = torch.cat([clip.noise, clip.conditions.latent_cond], dim=1)
+        x = clip.start()
         end = clip.reference
         for i, (t0, t1) in enumerate(zip(edges[:-1], edges[1:])):
             stepped = one_heun_step.solve(velocity, x, t0, t1).x
             x = exact.solve(velocity, x, t0, t1).x  # the exact trajectory, part by part
             moved = (exact.solve(velocity, stepped, t1, 1.0).x if t1 < 1.0 else stepped)[:, :lat]
-            rel[c, i] = float((moved - end).pow(2).mean().sqrt() / end.pow(2).mean().sqrt())
+            rel[c, i] = relative_error(moved, end)
             if log_mel is not None:
                 mel_db[c, i] = float((log_mel(moved) - clip.reference_mel).abs().max()) * DB_PER_LOG_UNIT
             print(f"{clip.name} part {i + 1}/{parts} [{t0:.3f}, {t1:.3f}]: relative {rel[c, i]:.2e}"
@@ -319,8 +333,7 @@ def measure_stiffness(times: list[float], clips: list[Clip], network, guidance: 
     generator = torch.Generator().manual_seed(0)
     for clip in clips:
         velocity = CachedGuidedVelocity(network, clip.conditions, guidance)
-        x = torch.cat([clip.noise, clip.conditions.latent_cond], dim=1)
-        start = x
+        x = start = clip.start()
         rates, previous = [], 0.0
         for t in times:
             x = exact.solve(velocity, x, previous, t).x if t > previous else x
@@ -337,11 +350,11 @@ def measure_stiffness(times: list[float], clips: list[Clip], network, guidance: 
             rates.append(f"t={t:g}: {rate:.1f}")
         change = 1e-4
         nudge = torch.randn(clip.noise.shape, generator=generator, dtype=clip.noise.dtype)
-        nudge *= change * float(clip.noise.pow(2).mean().sqrt() / nudge.pow(2).mean().sqrt())
+        nudge *= change * rms(clip.noise) / rms(nudge)
         moved = start.clone()
         moved[:, :lat] += nudge
         result = exact.solve(velocity, moved, 0.0, 1.0).x[:, :lat]
-        carried = float((result - clip.reference).pow(2).mean().sqrt() / clip.reference.pow(2).mean().sqrt())
+        carried = relative_error(result, clip.reference)
         print(f"{clip.name}: fastest rate (1/time) {', '.join(rates)}; a {change:g} relative change of the noise "
               f"moves the result by {carried:.2e} relative (x{carried / change:.2f})", flush=True)
 
