@@ -20,10 +20,10 @@ from vssflow_core.weights.hub import (
     MissingWeightsError,
     UnsupportedComponentError,
     WrongModelError,
-    download_main,
     resolve,
     verify_file,
 )
+from vssflow_core.weights.cli import download_main
 from vssflow_core.weights.registry import (
     DOWNLOADABLE_INFERENCE_COMPONENTS,
     INFERENCE_COMPONENTS,

@@ -20,7 +20,7 @@ def _convert(argv: list[str]) -> int:
 
 
 def _download(argv: list[str]) -> int:
-    from .weights.hub import download_main
+    from .weights.cli import download_main
 
     return download_main(argv)
 
