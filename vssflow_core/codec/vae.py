@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..progress import check_interrupted
 from ..weights.checkpoint import component_files, load_strict, read_state_dict
 
 # diffusers' VAE blocks all use this GroupNorm epsilon
@@ -244,6 +245,7 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.mid_block(self.conv_in(z))
         for level in self.up_blocks:
+            check_interrupted()  # per level: one window's decoding takes seconds on a CPU
             x = level(x)
         return self.conv_out(F.silu(self.conv_norm_out(x)))
 

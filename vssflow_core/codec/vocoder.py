@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SEQUENCE
+from ..progress import check_interrupted
 from ..weights.checkpoint import component_files, load_strict, read_state_dict
 
 # conv_pre and conv_post use this kernel width whatever the config says (they are fixed in SpeechT5HifiGan)
@@ -122,6 +123,11 @@ class VocoderConfig:
         )
 
 
+def _interruptible(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    check_interrupted()
+    return block(x)
+
+
 def _same_padding(kernel_size: int, dilation: int) -> int:
     return (kernel_size - 1) * dilation // 2
 
@@ -198,9 +204,10 @@ class HifiGanVocoder(nn.Module):
         x = self.conv_pre(mel.transpose(1, 2))
         num_kernels = len(self.config.resblock_kernel_sizes)
         for stage, upsample in enumerate(self.upsampler):
+            check_interrupted()  # per stage and per block: one window's vocoding takes seconds on a CPU
             x = upsample(F.leaky_relu(x, self.config.leaky_relu_slope))
             bank = self.resblocks[stage * num_kernels : (stage + 1) * num_kernels]
-            x = sum(block(x) for block in bank) / num_kernels  # multi-receptive-field fusion
+            x = sum(_interruptible(block, x) for block in bank) / num_kernels  # multi-receptive-field fusion
         waveform = torch.tanh(self.conv_post(F.leaky_relu(x, FINAL_LEAKY_SLOPE)))[:, 0]
         return waveform[0] if unbatched else waveform
 

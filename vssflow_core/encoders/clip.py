@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..progress import check_interrupted
 from ..weights.checkpoint import CheckpointError, load_strict, state_dict_from, weights_label
 from .image import frames_to_nchw, normalize_channels, resize_bicubic
 
@@ -270,6 +271,7 @@ class CLIPVisualEncoder(nn.Module):
         param = self.visual.conv1.weight
         out = []
         for start in range(0, frames.shape[0], batch_size):
+            check_interrupted()  # once per batch: a cancel waits for at most one batch
             chunk = frames[start : start + batch_size].to(param.device)
             pixels = preprocess_clip_frames(chunk, self.config.input_resolution, channels_last=channels_last)
             out.append(self.forward(pixels.to(param.dtype)).float())

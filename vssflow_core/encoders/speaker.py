@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ..codec.resample import resample
 from ..config import SEQUENCE, VSSFlowConfig
+from ..progress import check_interrupted
 from .rawnet3 import RawNet3, load_rawnet3
 
 __all__ = [
@@ -137,10 +138,10 @@ def speaker_embedding(
         raise RuntimeError("speaker_embedding needs RawNet3 in eval mode (BatchNorm running statistics); call .eval()")
     clip = prepare_reference(waveform, sample_rate, SEQUENCE.sample_rate)
     windows = reference_windows(clip, _window_samples(SEQUENCE.sample_rate))
-    outputs = [
-        model(chunk.to(device=param.device, dtype=param.dtype)).float()
-        for chunk in windows.split(max(1, batch_size))
-    ]
+    outputs = []
+    for chunk in windows.split(max(1, batch_size)):
+        check_interrupted()  # once per batch of windows
+        outputs.append(model(chunk.to(device=param.device, dtype=param.dtype)).float())
     return torch.cat(outputs).mean(dim=0)
 
 

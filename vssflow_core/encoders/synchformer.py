@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SEQUENCE, SequenceConfig
+from ..progress import check_interrupted
 from ..video.transform import short_side_size
 from ..weights.checkpoint import CheckpointError, load_strict, state_dict_from, weights_label
 from .clip import MultiheadSelfAttention
@@ -279,6 +280,7 @@ class MotionFormer(nn.Module):
         pos = torch.cat([self.pos_embed[:, :1], pos], dim=1)
         x = torch.cat([self.cls_token.expand(n, -1, -1), tokens], dim=1) + pos
         for block in self.blocks:
+            check_interrupted()  # per block: one batch of ViT-B segments takes seconds on a CPU
             x = block(x, frames=t)
         x = self.norm(x[:, 1:])  # the CLS token is not used for synchronisation features
         return self.spatial_attn_agg(x.view(n, t, p, -1))  # temporal aggregation is the identity
@@ -310,6 +312,7 @@ class SynchformerVisualEncoder(nn.Module):
         order = [(i, j) for i in range(b) for j in range(s)]
         out = []
         for start in range(0, len(order), batch_size):
+            check_interrupted()
             chunk = torch.stack([segments[i, j] for i, j in order[start : start + batch_size]])
             out.append(self.forward(chunk.unsqueeze(0).to(param.device, param.dtype)).squeeze(0).float())
         return torch.cat(out).view(b, s, self.config.temporal_tokens, -1)
@@ -369,6 +372,7 @@ def preprocess_synchformer_frames(
     """
     out = []
     for start in range(0, frames.shape[0], chunk):
+        check_interrupted()
         x = frames_to_nchw(frames[start : start + chunk].to(device), channels_last)
         x = resize_bicubic(x, short_side_size(x.shape[-2], x.shape[-1], size))
         top = int(round((x.shape[-2] - size) / 2.0))  # torchvision's CenterCrop offsets

@@ -22,7 +22,9 @@ import numpy as np
 import torch
 
 from ..codec.resample import resample
+from ..progress import check_interrupted
 from ..video.errors import CorruptVideoError, NoVideoStreamError, check_video_file, open_failure
+from ..video.pyav_reader import open_input
 from .audio_io import atomic_output
 
 __all__ = ["CONTAINER_FORMATS", "MuxError", "MuxResult", "mux_audio", "video_duration"]
@@ -55,7 +57,7 @@ def _open(path: Path) -> Any:
     import av
 
     try:
-        return av.open(str(path))
+        return open_input(path)
     except av.FFmpegError as exc:
         raise open_failure(path, exc) from None
 
@@ -177,6 +179,7 @@ def _encode_audio(stream: Any, audio: np.ndarray, rate: int) -> list[Any]:
     layout = "mono" if audio.shape[0] == 1 else "stereo"
     packets = []
     for start in range(0, audio.shape[1], AAC_FRAME_SAMPLES):
+        check_interrupted()
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, start:start + AAC_FRAME_SAMPLES]),
                                            format="fltp", layout=layout)
         frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
@@ -215,6 +218,7 @@ def _write(source: Path, target: Path, fmt: str, audio: np.ndarray, rate: int, b
         next_audio = next(pending, None)
         try:
             for packet in src.demux(vin):
+                check_interrupted()  # per packet: a long clip's copy can be cancelled (the partial file goes)
                 if packet.dts is None:  # the demuxer's flush packet carries no data
                     continue
                 while next_audio is not None and _packet_time(next_audio) <= _packet_time(packet):

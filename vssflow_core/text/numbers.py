@@ -4,6 +4,10 @@ Both halves of the official phoneme pipeline carry this same normaliser: ESPnet'
 transcript, and g2p_en runs it again on whatever reaches it.  The rules are reproduced here (not improved upon)
 because the model was trained on their output: ``$25.50`` becomes ``25 dollars, 50 cents``, years between 1000 and
 3000 are read in pairs (``1999`` -> ``nineteen ninety-nine``), and every other integer is read in full.
+
+One departure, where the original fails: an integer too long to have a name (more than :data:`MAX_NAMED_DIGITS`
+digits: inflect stops at decillions, and Python refuses to convert 4,300 digits or more) is read digit by digit, as a
+person reads out a long code (``"0042..."`` -> ``zero zero four two ...``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,23 @@ _DOLLARS = re.compile(r"\$([0-9.,]*[0-9]+)")
 _ORDINAL = re.compile(r"[0-9]+(st|nd|rd|th)")
 _INTEGER = re.compile(r"[0-9]+")
 
+MAX_NAMED_DIGITS = 36  # inflect names integers below 10**36 (up to decillions)
+_DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def _named(digits: str) -> bool:
+    return len(digits) <= MAX_NAMED_DIGITS
+
+
+def _digit_by_digit(digits: str) -> str:
+    return " ".join(_DIGIT_WORDS[int(d)] for d in digits)
+
+
+def _amount(digits: str) -> int | str:
+    """An amount's count: an int when it has a name, else the digits themselves (never one, so plural)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if _named(digits) else digits
+
 
 @lru_cache(maxsize=1)
 def _engine() -> "inflect.engine":
@@ -40,8 +61,8 @@ def _spell_dollars(match: re.Match[str]) -> str:
     pieces = amount.split(".")
     if len(pieces) > 2:  # "$1.2.3" is no amount; keep the digits and let the integer rule read them
         return f"{amount} dollars"
-    dollars = int(pieces[0]) if pieces[0] else 0
-    cents = int(pieces[1]) if len(pieces) == 2 and pieces[1] else 0
+    dollars = _amount(pieces[0]) if pieces[0] else 0
+    cents = _amount(pieces[1]) if len(pieces) == 2 and pieces[1] else 0
     if dollars and cents:
         return f"{dollars} {_unit(dollars, 'dollar')}, {cents} {_unit(cents, 'cent')}"
     if dollars:
@@ -51,7 +72,16 @@ def _spell_dollars(match: re.Match[str]) -> str:
     return "zero dollars"
 
 
+def _spell_ordinal(match: re.Match[str]) -> str:
+    digits = match.group(0)[: -len(match.group(1))]
+    if _named(digits):
+        return _engine().number_to_words(match.group(0))
+    return _digit_by_digit(digits[:-1]) + " " + _engine().ordinal(_DIGIT_WORDS[int(digits[-1])])
+
+
 def _spell_integer(match: re.Match[str]) -> str:
+    if not _named(match.group(0)):
+        return _digit_by_digit(match.group(0))
     value = int(match.group(0))
     engine = _engine()
     if not 1000 < value < 3000:
@@ -72,5 +102,5 @@ def normalize_numbers(text: str) -> str:
     text = _POUNDS.sub(r"\1 pounds", text)
     text = _DOLLARS.sub(_spell_dollars, text)
     text = _DECIMAL.sub(lambda m: m.group(1).replace(".", " point "), text)
-    text = _ORDINAL.sub(lambda m: _engine().number_to_words(m.group(0)), text)
+    text = _ORDINAL.sub(_spell_ordinal, text)
     return _INTEGER.sub(_spell_integer, text)

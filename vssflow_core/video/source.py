@@ -12,6 +12,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from ..progress import check_interrupted
 from .timeline import is_constant_rate
 from .transform import upright
 
@@ -56,6 +57,7 @@ class FrameSource(abc.ABC):
         if not wanted:
             return
         for index, frame in self._decode(wanted):
+            check_interrupted()  # per frame: every reader decodes through here
             yield index, upright(frame, self.rotation)
 
     def close(self) -> None:  # noqa: B027 - optional hook, most sources hold nothing to release
