@@ -183,8 +183,10 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 def _read_with_pyav(path: Path) -> tuple[np.ndarray, int]:
     import av
 
+    from ..video.pyav_reader import open_input
+
     try:
-        container = av.open(str(path))
+        container = open_input(path)
     except av.FFmpegError as exc:
         raise AudioReadError(f"{path}: not an audio file FFmpeg can read ({exc})") from None
     with container:

@@ -10,7 +10,11 @@ limits, measured on 0.6.0 and handled here rather than trusted:
   understands; rotated files are therefore refused and go to PyAV, which reports the rotation and lets us apply it;
 * a truncated file with its index at the front fails to open at all (PyAV then reads what is there and reports it);
 * some narrow pictures (1, 2, 4, 8 or 16 pixels wide) open but cannot be copied out of its padded frame buffers, so
-  the first frame is decoded on opening and such files go to PyAV too.
+  the first frame is decoded on opening and such files go to PyAV too;
+* it sizes its tables from the frame count the index declares, and a crafted count (an ``stts`` box claiming 2^31
+  frames in a 2 KB file) makes it throw ``std::bad_alloc``, which no Python code can catch: the process aborts.  A
+  file whose index lists more frames than its packets hold therefore never reaches it (PyAV, which reports such
+  damage as ordinary errors, counts the packets first).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import numpy as np
 import torch
 
 from .errors import CorruptVideoError, VideoBackendError
-from .pyav_reader import StreamProbe, derive_fps, ensure_not_truncated, last_frame_duration, probe_stream
+from .pyav_reader import (PacketScan, StreamProbe, derive_fps, ensure_not_truncated, overstated_index, probe_stream,
+                          scan_packets)
 from .source import FrameSource, rgb_uint8
 
 # Frames decoded per get_batch call: large batches let decord reuse its seek, but the batch exists at full resolution,
@@ -57,6 +62,7 @@ class DecordReader(FrameSource):
         path: str | os.PathLike,
         *,
         probe: StreamProbe | None = None,
+        packets: PacketScan | None = None,
         check_truncation: bool = True,
         num_threads: int = 0,
     ) -> None:
@@ -64,6 +70,16 @@ class DecordReader(FrameSource):
         self.path = Path(path)
         self.name = str(path)
         probe = probe if probe is not None else probe_stream(path)
+        packets = packets if packets is not None else scan_packets(path)
+        if overstated_index(probe, packets):
+            # decord sizes its tables from the index's count: a crafted count makes it throw std::bad_alloc, which
+            # nothing can catch (the process aborts), so such a file never reaches it.
+            raise CorruptVideoError(
+                f"{path}: its index lists {probe.declared_frames} frames but the file holds only {packets.count}. "
+                f"The file was cut off or damaged; download or export it again (backend='auto' or 'pyav' reads the "
+                f"frames that are there).",
+                path,
+            )
         if probe.rotation:
             raise VideoBackendError(
                 f"{path}: has a {probe.rotation} degree display rotation, which decord 0.6 does not apply reliably "
@@ -93,7 +109,7 @@ class DecordReader(FrameSource):
         # PyAV reader and the muxer use (decord's own figure can differ on variable-rate files).  Without it take
         # decord's span (MP4 stores one; Matroska and AVI give zero length, which would drop the last frame), else
         # repeat the last interval, as the PyAV reader does.
-        last_span = last_frame_duration(path) or float(spans[-1, 1] - spans[-1, 0])
+        last_span = packets.last_duration or float(spans[-1, 1] - spans[-1, 0])
         if last_span <= 0:
             last_span = float(self.timestamps[-1] - self.timestamps[-2]) if n >= 2 else 1.0 / self.average_fps
         self.end_time = float(self.timestamps[-1] + last_span)

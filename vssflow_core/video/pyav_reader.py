@@ -49,6 +49,12 @@ def _import_av() -> Any:
     return av
 
 
+def open_input(path: str | os.PathLike) -> Any:
+    """``av.open`` for reading.  Tags that are not valid UTF-8 (a damaged or crafted file) are decoded with
+    replacement characters: PyAV would otherwise raise UnicodeDecodeError while opening, before any FFmpeg check."""
+    return _import_av().open(str(path), metadata_errors="replace")
+
+
 @dataclass(frozen=True)
 class StreamProbe:
     """What the container says about its first video stream, read without decoding more than one frame."""
@@ -58,6 +64,15 @@ class StreamProbe:
     average_fps: float | None
     width: int  # stored (not rotated) size
     height: int
+    declared_frames: int = 0  # frames the container's index lists (0: it does not say, as in Matroska)
+
+
+@dataclass(frozen=True)
+class PacketScan:
+    """The video stream's packets as the demuxer hands them out: headers only, nothing decoded."""
+
+    count: int  # packets holding data: the frames the file really contains
+    last_duration: float | None  # seconds the last frame is shown, None when the container does not say
 
 
 def rotation_from(frame: Any, stream: Any) -> int:
@@ -94,7 +109,7 @@ def probe_stream(path: str | os.PathLike) -> StreamProbe:
     """Open ``path`` with PyAV and describe its first video stream; classified :class:`VideoError` on failure."""
     av = _import_av()
     try:
-        container = av.open(str(path))
+        container = open_input(path)
     except av.error.FFmpegError as exc:
         raise open_failure(path, exc) from exc
     with container:
@@ -116,27 +131,38 @@ def probe_stream(path: str | os.PathLike) -> StreamProbe:
             average_fps=_rate(stream.average_rate) or _rate(stream.guessed_rate),
             width=frame.width,
             height=frame.height,
+            declared_frames=max(0, int(stream.frames or 0)),
         )
 
 
-def last_frame_duration(path: str | os.PathLike) -> float | None:
-    """How long the last frame of the first video stream is shown, from the packet headers (no decoding): what
-    FFmpeg, the PyAV reader and the muxer take as the end of the video.  None when the container does not say."""
+def scan_packets(path: str | os.PathLike) -> PacketScan:
+    """Count the first video stream's packets and find how long its last frame is shown (what FFmpeg, the PyAV reader
+    and the muxer take as the end of the video), from the packet headers alone."""
     av = _import_av()
+    count, last_pts, last_duration = 0, None, 0
+    time_base = None
     try:
-        with av.open(str(path)) as container:
+        with open_input(path) as container:
             stream = container.streams.video[0]
-            last_pts, last_duration = None, 0
+            time_base = stream.time_base
             for packet in container.demux(stream):
-                if packet.size == 0 or packet.is_discard or packet.pts is None:
+                if packet.size == 0:  # the demuxer's end-of-stream marker
+                    continue
+                count += 1
+                if packet.is_discard or packet.pts is None:
                     continue
                 if last_pts is None or packet.pts >= last_pts:
                     last_pts, last_duration = packet.pts, packet.duration or 0
-            if last_duration > 0:
-                return float(last_duration * stream.time_base)
     except (av.error.FFmpegError, IndexError):
-        return None
-    return None
+        pass  # a damaged tail: what was read before it is what the file holds
+    last = float(last_duration * time_base) if last_duration > 0 and time_base is not None else None
+    return PacketScan(count=count, last_duration=last)
+
+
+def overstated_index(probe: StreamProbe, packets: PacketScan) -> bool:
+    """True when the container's index lists more frames than the file holds: a file cut off after its index was
+    written, or a crafted one (an ``stts`` box claiming 2^31 frames in 2 KB)."""
+    return probe.declared_frames > packets.count
 
 
 def _video_stream(container: Any, path: str | os.PathLike) -> Any:
@@ -192,7 +218,7 @@ class PyAVReader(FrameSource):
         self.path = Path(path)
         self.name = str(path)
         try:
-            container = av.open(self.name)
+            container = open_input(self.name)
         except av.error.FFmpegError as exc:
             raise open_failure(path, exc) from exc
         with container:
@@ -274,7 +300,7 @@ class PyAVReader(FrameSource):
         """Frame pts (``None`` if any is missing) and times from a full decode, for files whose packets cannot be
         trusted: missing timestamps, or a cut-off end."""
         stamps: list[int | None] = []
-        with av.open(self.name) as container:
+        with open_input(self.name) as container:
             stream = container.streams.video[self._index_in_video(container)]
             stream.thread_type = "AUTO"
             try:
@@ -313,7 +339,7 @@ class PyAVReader(FrameSource):
 
     def _decode_by_pts(self, av: Any, wanted: dict[int, int], seek: bool) -> Iterator[tuple[int, torch.Tensor]]:
         last = max(wanted)
-        with av.open(self.name) as container:
+        with open_input(self.name) as container:
             stream = container.streams.video[self._index_in_video(container)]
             stream.thread_type = "AUTO"
             try:
@@ -334,7 +360,7 @@ class PyAVReader(FrameSource):
     def _decode_in_order(self, av: Any, indices: list[int]) -> Iterator[tuple[int, torch.Tensor]]:
         wanted = set(indices)
         last = indices[-1]
-        with av.open(self.name) as container:
+        with open_input(self.name) as container:
             stream = container.streams.video[self._index_in_video(container)]
             stream.thread_type = "AUTO"
             try:

@@ -14,7 +14,7 @@ from ..config import SEQUENCE, WINDOWS
 from .decord_reader import DecordOpenError, DecordReader
 from .errors import VideoBackendError, check_video_file, open_failure
 from .memory import InMemoryVideo, from_components
-from .pyav_reader import PyAVReader, probe_stream
+from .pyav_reader import PyAVReader, overstated_index, probe_stream, scan_packets
 from .source import FrameSource
 
 Backend = Literal["auto", "decord", "pyav"]
@@ -47,8 +47,13 @@ def open_video(path: str | os.PathLike, backend: str = "auto", *, check_truncati
         return PyAVReader(p, check_truncation=check_truncation)
     if backend == "auto" and (probe.declared_duration or 0.0) > DECORD_MAX_SEC:
         return PyAVReader(p, check_truncation=check_truncation)
+    # decord trusts the index's frame count (a crafted one aborts the process), so it only gets files whose index
+    # lists no more frames than the file holds; PyAV reads the others from their packets.
+    packets = scan_packets(p)
+    if backend == "auto" and overstated_index(probe, packets):
+        return PyAVReader(p, check_truncation=check_truncation)
     try:
-        return DecordReader(p, probe=probe, check_truncation=check_truncation)
+        return DecordReader(p, probe=probe, packets=packets, check_truncation=check_truncation)
     except DecordOpenError as exc:
         if backend == "decord":
             raise open_failure(p, exc.__cause__ or exc) from exc
