@@ -28,6 +28,7 @@ from typing import Any, Callable
 import torch
 
 from .config import SEQUENCE, WINDOWS, SequenceConfig, WindowConfig
+from .flow.edit import HeldFrames, HeldVelocity
 
 __all__ = [
     "SEAMS",
@@ -196,45 +197,19 @@ def plan_windows(duration: float, sequence: SequenceConfig = SEQUENCE, windows: 
 # --------------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class KnownFrames:
-    """The leading frames of a window's latent that the previous window already generated: ``[B, C, frames]``."""
-
-    latent: torch.Tensor
+class KnownFrames(HeldFrames):
+    """The leading frames of a window's latent that the previous window already generated, held on the flow path
+    (the general case, any frames held to any latent, is :class:`~vssflow_core.flow.edit.HeldFrames`)."""
 
     @classmethod
     def from_previous(cls, previous: torch.Tensor, plan: WindowPlan, k: int) -> "KnownFrames":
         """The frames window ``k`` shares with the previous window's latent ``[B, C, L]``."""
         overlap = plan.overlap_frames(k)
-        return cls(previous[..., previous.shape[-1] - overlap:])
-
-    def constrain(self, velocity: Any, noise: torch.Tensor) -> "ContinuedVelocity":
-        return ContinuedVelocity(velocity, noise, self.latent)
+        held = HeldFrames.leading(previous[..., previous.shape[-1] - overlap:], previous.shape[-1])
+        return cls(held.latent, held.keep)
 
 
-class ContinuedVelocity:
-    """A velocity field whose known frames move at the constant velocity ``known - noise``.
-
-    Sampling starts at ``noise`` (t = 0), so those frames stay exactly on the CondOT path
-    ``x_t = (1 - t) * noise + t * known`` at every solver stage, whatever the solver (a Runge-Kutta step integrates a
-    constant exactly, and dopri5's error estimate there is zero), and end on ``known`` at t = 1; the network sees them
-    at every step and generates the other frames to continue them (inpainting along the flow path).
-    """
-
-    def __init__(self, velocity: Any, noise: torch.Tensor, known: torch.Tensor):
-        self.velocity = velocity
-        self.frames = known.shape[-1]
-        self.channels = known.shape[1]
-        self.target = (known.to(noise) - noise[:, :self.channels, :self.frames]).contiguous()
-
-    @property
-    def evaluations(self) -> int:
-        return self.velocity.evaluations
-
-    def __call__(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        v = self.velocity(t, x)
-        v[:, :self.channels, :self.frames] = self.target
-        return v
+ContinuedVelocity = HeldVelocity  # its former name: the continuation is inpainting of the leading frames
 
 
 def window_seed(seed: int, k: int) -> int:
