@@ -1,0 +1,301 @@
+"""Runtime hardening: every solve is bounded, every stage can be cancelled within one unit of work, long numbers in a
+transcript are read, and the command line runs from any folder.
+
+Cancellation is tested by counting: a check that raises after ``n`` calls stands for the user pressing cancel, and
+each test asserts how much work ran after it (never how long it took).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tiny_models import CLIP_CFG, RAWNET_CFG, SYNCH_CFG, VAE_CFG, VOCODER_CFG
+from vssflow_core.codec.vae import MelVAE
+from vssflow_core.codec.vocoder import HifiGanVocoder
+from vssflow_core.encoders.clip import CLIPVisualEncoder
+from vssflow_core.encoders.rawnet3 import RawNet3
+from vssflow_core.encoders.speaker import NUM_WINDOWS, speaker_embedding
+from vssflow_core.encoders.synchformer import SynchformerVisualEncoder
+from vssflow_core.flow.solvers import (MAX_EVALUATIONS, MAX_FIXED_STEPS, Dopri5Solver, FixedStepSolver, SolverError,
+                                       make_solver)
+from vssflow_core.progress import check_interrupted, interrupt_check
+from vssflow_core.text.cleaner import clean_transcript
+from vssflow_core.text.numbers import MAX_NAMED_DIGITS, normalize_numbers
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread(one_thread):
+    """Tiny models: single-threaded (see the conftest fixture)."""
+
+
+class Cancelled(Exception):
+    """What the host's check raises (ComfyUI raises its InterruptProcessingException)."""
+
+
+class CancelAfter:
+    """An interruption check that lets ``n`` checks pass, then raises on every later one."""
+
+    def __init__(self, n: int):
+        self.n, self.calls = n, 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if self.calls > self.n:
+            raise Cancelled
+
+
+def count_calls(modules) -> list[int]:
+    """A one-element counter of forward calls over ``modules``."""
+    counter = [0]
+    for m in modules:
+        m.register_forward_hook(lambda *_: counter.__setitem__(0, counter[0] + 1))
+    return counter
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The interruption hook
+
+
+def test_without_a_host_check_nothing_interrupts():
+    check_interrupted()  # no check installed: returns
+
+
+def test_an_installed_check_is_restored_after_its_block():
+    outer, inner = CancelAfter(10), CancelAfter(0)
+    with interrupt_check(outer):
+        with interrupt_check(inner), pytest.raises(Cancelled):
+            check_interrupted()
+        check_interrupted()
+    assert (outer.calls, inner.calls) == (1, 1)
+    check_interrupted()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Bounded solves (item 4, and the step bound of item 3)
+
+
+class CountingField:
+    def __init__(self, field):
+        self.field, self.calls = field, 0
+
+    def __call__(self, t, x):
+        self.calls += 1
+        return self.field(t, x)
+
+
+def rotation(t, x):
+    return torch.stack([-x[..., 1], x[..., 0]], dim=-1)
+
+
+def test_a_huge_guidance_scale_stops_dopri5_at_once_with_advice():
+    # guidance amplifies the conditional/unconditional difference: at a scale of 1e30 the step the error control
+    # allows shrinks toward nothing (official code: t = 6e-27 after 6.6 minutes)
+    field = CountingField(lambda t, x: 1e30 * torch.sin(3 * x) + x)
+    x0 = torch.randn(2, 8, 16)
+    with pytest.raises(SolverError, match="guidance scale") as failure:
+        Dopri5Solver().solve(field, x0)
+    assert field.calls < 200
+    assert "t=" in str(failure.value)
+
+
+def test_tolerances_finer_than_float32_resolves_stop_dopri5_with_advice():
+    field = CountingField(rotation)
+    x0 = torch.tensor([[1.0, 0.5], [-0.3, 2.0]])  # float32
+    with pytest.raises(SolverError, match="step size collapsed.*loosen atol/rtol"):
+        Dopri5Solver(atol=1e-30, rtol=1e-30).solve(field, x0)
+    assert field.calls < 200
+
+
+def test_dopri5_stops_at_its_evaluation_limit_and_says_what_to_change():
+    # a stiff field: explicit steps must stay below 3e-5, about 200,000 of them over the flow
+    field = CountingField(lambda t, x: -1e5 * (x - torch.cos(t)))
+    x0 = torch.zeros(4, dtype=torch.float64)
+    with pytest.raises(SolverError, match=f"limit of {MAX_EVALUATIONS:,} velocity evaluations.*fixed-step solver"):
+        Dopri5Solver(atol=1e-5, rtol=1e-5).solve(field, x0)
+    assert field.calls <= MAX_EVALUATIONS
+
+
+def test_the_evaluation_limit_is_a_setting():
+    field = CountingField(lambda t, x: -1e5 * (x - torch.cos(t)))
+    with pytest.raises(SolverError, match="limit of 50 velocity"):
+        make_solver("dopri5", max_evaluations=50).solve(field, torch.zeros(4, dtype=torch.float64))
+    assert field.calls <= 50
+
+
+def test_a_velocity_that_is_not_finite_stops_dopri5_before_any_step():
+    field = CountingField(lambda t, x: x * float("inf"))
+    with pytest.raises(SolverError, match="non-finite"):
+        Dopri5Solver().solve(field, torch.ones(3))
+    assert field.calls == 1
+
+
+def test_ordinary_problems_stay_well_inside_the_bounds():
+    solution = Dopri5Solver(atol=1e-10, rtol=1e-10).solve(rotation, torch.tensor([[1.0, 0.5]], dtype=torch.float64))
+    assert solution.evaluations < MAX_EVALUATIONS / 5
+
+
+@pytest.mark.parametrize("steps", [MAX_FIXED_STEPS + 1, 10**9, 0, -3, 2.5, math.nan])
+def test_fixed_step_counts_outside_the_bound_are_refused_before_anything_is_allocated(steps):
+    with pytest.raises(ValueError, match="steps must be"):
+        FixedStepSolver("euler", steps)
+
+
+def test_the_largest_fixed_step_count_is_accepted():
+    assert FixedStepSolver("euler", MAX_FIXED_STEPS).steps == MAX_FIXED_STEPS
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Cancel in every stage (item 5): each stops within one unit of work
+
+
+def test_cancel_stops_the_sampler_within_one_evaluation():
+    field = CountingField(rotation)
+    x0 = torch.tensor([[1.0, 0.5]], dtype=torch.float64)
+    for solver in (make_solver("dopri5"), make_solver("rk4", steps=50)):
+        field.calls = 0
+        with interrupt_check(CancelAfter(3)), pytest.raises(Cancelled):
+            solver.solve(field, x0)
+        assert field.calls == 3  # mid-step: a dopri5 step is six evaluations, an RK4 step four
+
+
+def test_cancel_stops_clip_within_one_batch():
+    clip = CLIPVisualEncoder(CLIP_CFG).eval()
+    forwards = count_calls([clip.visual.conv1])
+    frames = torch.rand(5 * 4, 40, 40, 3)
+    with interrupt_check(CancelAfter(1)), pytest.raises(Cancelled):
+        clip.encode_frames(frames, batch_size=4)
+    assert forwards[0] == 1  # of 5 batches
+
+
+def test_cancel_stops_synchformer_within_one_block():
+    config = dict(SYNCH_CFG.__dict__, depth=4)
+    synch = SynchformerVisualEncoder(type(SYNCH_CFG)(**config)).eval()
+    blocks = count_calls(synch.vfeat_extractor.blocks)
+    frames = torch.rand(48, 40, 40, 3)  # 5 segments of 16 frames every 8
+    checks = CancelAfter(4)
+    with interrupt_check(checks), pytest.raises(Cancelled):
+        synch.encode_video(frames, batch_size=2, num_frames=None)
+    assert blocks[0] < config["depth"]  # stopped inside the first batch's network
+    assert checks.calls == 5
+
+
+def test_cancel_stops_the_speaker_encoder_within_one_batch_of_windows():
+    model = RawNet3(RAWNET_CFG).eval()
+    forwards = count_calls([model])
+    with interrupt_check(CancelAfter(1)), pytest.raises(Cancelled):
+        speaker_embedding(model, torch.randn(16_000 * 4) * 0.1, 16_000, batch_size=1)
+    assert forwards[0] == 1  # of NUM_WINDOWS
+    assert NUM_WINDOWS > 1
+
+
+def test_cancel_stops_the_vae_within_one_level():
+    vae = MelVAE(VAE_CFG).eval()
+    levels = count_calls(vae.decoder.up_blocks)
+    with interrupt_check(CancelAfter(1)), pytest.raises(Cancelled):
+        vae.decode(torch.randn(1, VAE_CFG.latent_channels, 25, 16))
+    assert levels[0] == 1  # of len(up_blocks)
+    assert len(vae.decoder.up_blocks) > 1
+
+
+def test_cancel_stops_the_vocoder_within_one_block():
+    vocoder = HifiGanVocoder(VOCODER_CFG).eval()
+    blocks = count_calls(vocoder.resblocks)
+    with interrupt_check(CancelAfter(3)), pytest.raises(Cancelled):
+        vocoder(torch.randn(1, 100, VOCODER_CFG.model_in_dim))
+    assert blocks[0] == 1  # stage 0 (check 1), its block (check 2), stage 1 (check 3), stopped at its block
+    assert len(vocoder.resblocks) > 1
+
+
+def test_cancel_stops_video_decoding_within_one_frame(tmp_path):
+    from vssflow_core.video import open_video
+    from vssflow_core.video.synthetic import make_counter_video
+
+    path = make_counter_video(tmp_path / "counter.mp4", num_frames=40)
+    decoded = []
+    with open_video(path) as source, interrupt_check(CancelAfter(5)), pytest.raises(Cancelled):
+        for index, _ in source.iter_frames(range(40)):
+            decoded.append(index)
+    assert decoded == [0, 1, 2, 3, 4]
+
+
+def test_cancel_during_the_mux_leaves_no_output(tmp_path):
+    from vssflow_core.media.mux import mux_audio
+    from vssflow_core.video.synthetic import make_counter_video
+
+    video = make_counter_video(tmp_path / "counter.mp4", num_frames=50)
+    out = tmp_path / "out" / "with_sound.mp4"
+    out.parent.mkdir()
+    checks = CancelAfter(20)  # inside the AAC encoding or the packet copy, not before it
+    with interrupt_check(checks), pytest.raises(Cancelled):
+        mux_audio(video, np.zeros(32_000, dtype=np.float32), 16_000, out)
+    assert checks.calls == 21
+    assert list(out.parent.iterdir()) == []  # neither the output nor a partial file
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Long numbers in a transcript (item 6)
+
+
+def test_a_5000_digit_number_is_read_digit_by_digit():
+    text = clean_transcript("call " + "7" * 5000 + " now")
+    words = text.split()
+    assert words[0] == "CALL" and words[-1] == "NOW"
+    assert words[1:-1] == ["SEVEN"] * 5000
+
+
+@pytest.mark.parametrize("number", ["9" * MAX_NAMED_DIGITS, "1" + "0" * MAX_NAMED_DIGITS])
+def test_numbers_are_named_up_to_decillions_and_read_digit_by_digit_beyond(number):
+    words = normalize_numbers(number)
+    if len(number) <= MAX_NAMED_DIGITS:
+        assert "decillion" in words
+    else:
+        assert words == "one " + " ".join(["zero"] * MAX_NAMED_DIGITS)
+
+
+def test_long_amounts_ordinals_and_decimals_are_read_too():
+    assert normalize_numbers("$" + "1" * 50 + ".05").endswith("one dollars, five cents")
+    assert normalize_numbers("2" * 50 + "rd") == " ".join(["two"] * 49) + " second"
+    assert normalize_numbers("0." + "5" * 5000).startswith("zero point five five")
+
+
+def test_ordinary_numbers_keep_the_official_reading():
+    assert normalize_numbers("1999 and $25.50 and 21st") == ("nineteen ninety-nine and twenty-five dollars, "
+                                                            "fifty cents and twenty-first")
+
+
+def test_a_transcript_too_long_for_its_clip_is_refused_with_a_clear_message():
+    from vssflow_core.text.phonemes import check_speech_rate, text_to_tokens
+
+    phonemes = text_to_tokens("call " + "7" * 500)
+    with pytest.raises(ValueError, match="shorten the transcript"):
+        check_speech_rate(len(phonemes), 0.0, 10.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Run from anywhere (item 9)
+
+
+def test_the_command_line_runs_from_any_folder(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-m", "vssflow_core", "--help"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "generate" in result.stdout
+
+
+def test_the_package_build_holds_only_the_core_library():
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    assert config["build-system"]["build-backend"] == "setuptools.build_meta"
+    assert config["tool"]["setuptools"]["packages"]["find"]["include"] == ["vssflow_core*"]
+    assert "install --no-deps --no-build-isolation -e ." in (REPO_ROOT / "scripts" / "setup.sh").read_text()
