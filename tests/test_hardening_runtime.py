@@ -217,6 +217,34 @@ def test_cancel_stops_the_vocoder_within_one_block():
     assert len(vocoder.resblocks) > 1
 
 
+def test_cancel_stops_the_demo_vocoder_within_one_griffin_lim_iteration(monkeypatch):
+    from vssflow_core.demo.frontends import DemoFrontendConfig, GriffinLimVocoder
+
+    vocoder = GriffinLimVocoder(DemoFrontendConfig(griffin_lim_iters=1_000_000))
+    iterations, istft = [], torch.istft
+
+    def counted_istft(*args, **kwargs):  # one inverse STFT per iteration
+        iterations.append(1)
+        return istft(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "istft", counted_istft)
+    with interrupt_check(CancelAfter(2)), pytest.raises(Cancelled):
+        vocoder(torch.zeros(1, 20, vocoder.mel.n_mels))
+    assert len(iterations) == 2  # of a million
+
+
+def test_cancel_stops_the_demo_visual_encoders_within_one_batch():
+    from vssflow_core.demo.frontends import DemoFrontendConfig, MotionGridEncoder, PixelGridEncoder
+
+    frames = torch.rand(200, 16, 16, 3)
+    for encode in (PixelGridEncoder(DemoFrontendConfig()).encode_frames,
+                   MotionGridEncoder(DemoFrontendConfig()).encode_video):
+        checks = CancelAfter(1)
+        with interrupt_check(checks), pytest.raises(Cancelled):
+            encode(frames)
+        assert checks.calls == 2  # the second of several batches
+
+
 def test_cancel_stops_video_decoding_within_one_frame(tmp_path):
     from vssflow_core.video import open_video
     from vssflow_core.video.synthetic import make_counter_video

@@ -35,6 +35,7 @@ from torch import nn
 from ..codec.mel import slaney_mel_filterbank
 from ..config import SEQUENCE, MelConfig, SequenceConfig
 from ..encoders.image import frames_to_nchw
+from ..progress import check_interrupted
 
 FRONTEND_FILE = "frontend.json"  # beside a demo checkpoint's vssflow.safetensors: which stand-ins it was trained on
 
@@ -78,16 +79,60 @@ class DemoFrontendConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "DemoFrontendConfig":
+        """The config from saved values, each checked against :data:`FRONTEND_LIMITS` (a ValueError names the key
+        and its allowed range): a file must not make the front-ends divide by zero or run for ever."""
+        if not isinstance(values, Mapping):
+            raise ValueError(f"the demo front-end config must be a JSON object, not {type(values).__name__}")
         values = {k: v for k, v in values.items() if k != "kind"}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown demo front-end fields {unknown}; known fields are {sorted(known)}")
-        return cls(**values)
+        cfg = cls(**{key: _check_frontend_value(key, value) for key, value in values.items()})
+        if cfg.n_mels % cfg.patch:
+            raise ValueError(f"'n_mels' ({cfg.n_mels}) must be a multiple of 'patch' ({cfg.patch})")
+        return cfg
 
     @classmethod
     def read(cls, path: str | Path) -> "DemoFrontendConfig":
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+            raise ValueError(f"{path}: {exc}. Fix the value, or copy {FRONTEND_FILE} again from the checkpoint it "
+                             "came with") from None
+
+
+# Allowed values of every field a frontend.json may set: (low, high) inclusive, or a type for free-valued fields.
+# Griffin-Lim's iteration count bounds the decoding time (each iteration is one STFT and one inverse STFT).
+FRONTEND_LIMITS: dict[str, tuple[float, float] | type] = {
+    "clip_grid": (1, 64),
+    "synch_grid": (1, 64),
+    "decode_scale": (1, 16),
+    "n_mels": (4, 256),
+    "patch": (1, 16),
+    "mel_mean": (-100.0, 100.0),
+    "mel_std": (1e-3, 100.0),
+    "motion_gain": (0.0, 1000.0),
+    "griffin_lim_iters": (1, 1000),
+    "deblock": bool,
+}
+
+
+def _check_frontend_value(key: str, value: Any) -> Any:
+    """``value`` if it is allowed for ``key`` (whole-number fields as an int), else a ValueError naming the range."""
+    limit = FRONTEND_LIMITS[key]
+    if limit is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"'{key}' is {value!r}; it must be true or false")
+        return value
+    low, high = limit
+    whole = isinstance(low, int)
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+          and low <= value <= high and (not whole or float(value).is_integer()))
+    if not ok:
+        kind = "a whole number" if whole else "a number"
+        raise ValueError(f"'{key}' is {value!r}; it must be {kind} from {low} to {high}")
+    return int(value) if whole else float(value)
 
 
 def _grey(pixels: torch.Tensor) -> torch.Tensor:
@@ -135,6 +180,7 @@ class PixelGridEncoder(_Placed):
             return torch.zeros(0, self.config.width, device=self.device)
         out = []
         for start in range(0, frames.shape[0], max(1, batch_size)):
+            check_interrupted()
             pixels = frames_to_nchw(frames[start:start + batch_size].to(self.device), channels_last).float()
             cells = F.adaptive_avg_pool2d(pixels, self.frontend.clip_grid)
             out.append(((cells - 0.5) * 2.0).flatten(1))
@@ -170,6 +216,7 @@ class MotionGridEncoder(_Placed):
                                 for clip in frames])
         cells = []
         for start in range(0, frames.shape[0], 64):
+            check_interrupted()
             pixels = frames_to_nchw(frames[start:start + 64].to(self.device), channels_last).float()
             cells.append(F.adaptive_avg_pool2d(_grey(pixels), self.frontend.synch_grid).flatten(1))
         grey = torch.cat(cells) if cells else torch.zeros(0, self.frontend.synch_grid**2, device=self.device)
@@ -297,6 +344,7 @@ class GriffinLimVocoder(_Placed):
         # Fast Griffin-Lim (Perraudin et al. 2013): momentum 0.99 on the consistent-spectrum projection.
         previous = torch.zeros_like(spectrum)
         for _ in range(self.frontend.griffin_lim_iters):
+            check_interrupted()  # per iteration: a long clip's Griffin-Lim runs for minutes on a CPU
             waveform = torch.istft(spectrum, length=length, **stft)
             rebuilt = torch.stft(waveform, return_complex=True, **stft)[..., : magnitude.shape[-1]]
             accelerated = rebuilt + 0.99 * (rebuilt - previous)
