@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
-__all__ = ["AUDIO_FORMATS", "AudioReadError", "OutputPathError", "atomic_output", "read_audio", "write_audio"]
+from .temporary import temporary_path
+
+__all__ = ["AUDIO_FORMATS", "AudioReadError", "OutputPathError", "atomic_output", "read_audio", "temporary_path",
+           "write_audio"]
 
 # suffix -> (libsndfile major format, default subtype).  16-bit PCM is what the official code's saved wavs hold and
 # what every player accepts; float can be asked for.
@@ -89,18 +91,13 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; choose another name or allow overwriting")
     _prepare_folder(path)
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
-    except OSError as exc:
-        raise OutputPathError(f"cannot write to the folder {path.parent}: {exc.strerror or exc}") from None
-    os.close(fd)
-    tmp = Path(name)
-    try:
+    with contextlib.ExitStack() as stack:
+        try:  # deleted on any exit, a termination signal included (see .temporary)
+            tmp = stack.enter_context(temporary_path(path.parent, f".{path.stem}.", f".partial{path.suffix}"))
+        except OSError as exc:
+            raise OutputPathError(f"cannot write to the folder {path.parent}: {exc.strerror or exc}") from None
         yield tmp
         _publish(tmp, path, overwrite)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 # --------------------------------------------------------------------------------------------------------------------

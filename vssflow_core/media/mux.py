@@ -25,12 +25,12 @@ from ..codec.resample import resample
 from ..progress import check_interrupted
 from ..video.errors import CorruptVideoError, NoVideoStreamError, check_video_file, open_failure
 from ..video.pyav_reader import open_input
-from .audio_io import atomic_output
+from .audio_io import atomic_output, temporary_path
+from .output_plan import CONTAINER_FORMATS, OutputPlan, plan_output
+from .video_file import reencode_picture
 
 __all__ = ["CONTAINER_FORMATS", "MuxError", "MuxResult", "mux_audio", "video_duration"]
 
-# output suffix -> FFmpeg muxer.  All of them take AAC and stream-copied H.264/HEVC; Matroska takes nearly any codec.
-CONTAINER_FORMATS: dict[str, str] = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 AAC_FRAME_SAMPLES = 1024  # samples per AAC frame: the granularity of the encoded audio's length
 
 
@@ -46,6 +46,7 @@ class MuxResult:
     audio_channels: int
     mixed_original: bool  # whether the video's own soundtrack was mixed in
     normalized: bool  # whether the mix was scaled down to avoid clipping
+    reencoded: bool = False  # whether the picture was re-encoded as H.264 (the container cannot hold its codec)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -199,7 +200,8 @@ def _write(source: Path, target: Path, fmt: str, audio: np.ndarray, rate: int, b
     with _open(source) as src, av.open(str(target), "w", format=fmt) as out:
         vin = _video_stream(src, source)
         try:
-            vout = out.add_stream_from_template(vin)
+            # opaque: the source's codec description; a decode-only codec (libdav1d for AV1) has no encoder twin
+            vout = out.add_stream_from_template(vin, opaque=True)
         except (av.FFmpegError, ValueError) as exc:
             raise MuxError(f"cannot copy the {vin.codec_context.name} video of {source} into a "
                            f"{target.suffix} file ({getattr(exc, 'strerror', None) or exc}); try .mkv") from None
@@ -248,6 +250,7 @@ def mux_audio(
     audio_sample_rate: int | None = None,
     audio_bitrate: int | None = None,
     overwrite: bool = False,
+    plan: OutputPlan | None = None,
 ) -> MuxResult:
     """Write ``output_path``: the video stream of ``video_path`` copied bit-exactly plus ``waveform`` as AAC.
 
@@ -261,11 +264,13 @@ def mux_audio(
     audio_sample_rate
         Rate of the AAC track; default: the original track's when mixing (so its bandwidth is kept), else
         ``sample_rate``.
+    plan
+        How the picture goes in (:func:`~.output_plan.plan_output`, made before generating); by default planned
+        here for ``output_path``: copied when its container takes the codec, else re-encoded as H.264.
     """
     source = check_video_file(video_path)
     target = Path(output_path).expanduser()
-    fmt = CONTAINER_FORMATS.get(target.suffix.lower())
-    if fmt is None:
+    if target.suffix.lower() not in CONTAINER_FORMATS:
         raise ValueError(f"cannot write video as '{target.suffix}': use one of {', '.join(CONTAINER_FORMATS)}")
     if source.resolve() == target.resolve():
         raise ValueError(f"the output {target} is the input video; write to another file")
@@ -296,7 +301,13 @@ def mux_audio(
         audio = audio / peak
     audio = audio.astype(np.float32, copy=False)
 
+    plan = plan if plan is not None else plan_output(source, target)
     with atomic_output(target, overwrite=overwrite) as tmp:
-        _write(source, tmp, fmt, audio, rate, audio_bitrate)
+        if plan.reencode:
+            with temporary_path(tmp.parent, f".{target.stem}.", ".picture.mp4") as picture:
+                reencode_picture(source, picture)
+                _write(picture, tmp, plan.container, audio, rate, audio_bitrate)
+        else:
+            _write(source, tmp, plan.container, audio, rate, audio_bitrate)
     return MuxResult(path=target, duration=duration, audio_sample_rate=rate, audio_channels=channels,
-                     mixed_original=original is not None, normalized=normalized)
+                     mixed_original=original is not None, normalized=normalized, reencoded=plan.reencode)

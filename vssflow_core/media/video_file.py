@@ -16,7 +16,9 @@ import torch
 
 from .audio_io import atomic_output
 
-__all__ = ["materialize_video", "write_frames_video"]
+__all__ = ["materialize_video", "reencode_picture", "write_frames_video"]
+
+H264_CRF = "17"  # visually lossless for the re-encoded pictures (the copy is preferred whenever the container allows)
 
 
 def _rate(fps: float | Fraction) -> Fraction:
@@ -58,7 +60,7 @@ def write_frames_video(
             with av.open(str(picture_file), "w") as container:
                 stream = container.add_stream("libx264", rate=rate)
                 stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-                stream.options = {"crf": "17"}
+                stream.options = {"crf": H264_CRF}
                 stream.codec_context.time_base = 1 / rate
                 for k in range(n):
                     frame = pictures[k]
@@ -82,6 +84,50 @@ def write_frames_video(
         finally:
             if picture_file != tmp:
                 picture_file.unlink(missing_ok=True)
+    return target
+
+
+def reencode_picture(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Write the video stream of ``source`` to ``target`` (an .mp4) as H.264, frame by frame (constant memory), every
+    frame at its own time (variable frame rate kept) and turned upright (a display rotation is applied, since the
+    copy's rotation tag is not written).  For a picture the output container cannot hold as it is."""
+    import av
+
+    from ..video.errors import CorruptVideoError
+    from ..video.pyav_reader import open_input, rotation_from
+    from ..video.transform import upright
+
+    source, target = Path(source), Path(target)
+    with open_input(source) as src, av.open(str(target), "w", format="mp4") as out:
+        vin = src.streams.video[0]
+        vin.thread_type = "AUTO"
+        encoder, rotation, step = None, 0, 0
+        try:
+            for frame in src.decode(vin):
+                if encoder is None:
+                    rotation = rotation_from(frame, vin)
+                    turned = rotation in (90, 270)
+                    width, height = (frame.height, frame.width) if turned else (frame.width, frame.height)
+                    encoder = out.add_stream("libx264", rate=vin.average_rate or vin.guessed_rate or 25)
+                    encoder.width, encoder.height = width, height
+                    encoder.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+                    encoder.options = {"crf": H264_CRF}
+                    encoder.codec_context.time_base = encoder.time_base = vin.time_base
+                picture = torch.from_numpy(frame.to_ndarray(format="rgb24"))
+                if rotation:
+                    picture = upright(picture, rotation)
+                video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture.numpy()), format="rgb24")
+                # frames without a time (raw streams) follow each other at one tick per frame
+                video_frame.pts = frame.pts if frame.pts is not None else step
+                video_frame.time_base = vin.time_base
+                step += 1
+                out.mux(encoder.encode(video_frame))
+        except av.FFmpegError as exc:
+            raise CorruptVideoError(f"{source}: its frames cannot be decoded for re-encoding ({exc})", source) \
+                from None
+        if encoder is None:
+            raise CorruptVideoError(f"{source}: the video stream holds no decodable frame", source)
+        out.mux(encoder.encode())
     return target
 
 
