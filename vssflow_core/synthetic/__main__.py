@@ -23,9 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sound", type=int, default=100, help="training sound clips (v2s)")
     parser.add_argument("--talk", type=int, default=100, help="training talking clips (vtts)")
     parser.add_argument("--tts", type=int, default=0, help="training speech files without video (tts)")
+    parser.add_argument("--dialogue", type=int, default=0,
+                        help="training dialogue clips (vtts with 2-4 lines, two faces taking turns)")
     parser.add_argument("--heldout-sound", type=int, default=20)
     parser.add_argument("--heldout-talk", type=int, default=20)
     parser.add_argument("--heldout-tts", type=int, default=0)
+    parser.add_argument("--heldout-dialogue", type=int, default=0)
     parser.add_argument("--size", type=int, default=96, help="picture size in pixels (square, even)")
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per clip")
@@ -36,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    speech = args.talk + args.tts + args.heldout_talk + args.heldout_tts
+    speech = args.talk + args.tts + args.dialogue + args.heldout_talk + args.heldout_tts + args.heldout_dialogue
     if speech and not espeak_available():
         print("error: talking and TTS clips need espeak-ng; install it (apt-get install espeak-ng) or pass --talk 0 "
               "--tts 0 --heldout-talk 0 --heldout-tts 0", file=sys.stderr)
@@ -48,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --events needs 1 <= MIN <= MAX", file=sys.stderr)
         return 2
     spec = SceneSpec(size=args.size, fps=args.fps, duration=args.duration, events=tuple(args.events))
-    manifests = generate_dataset(args.out, DatasetCounts(args.sound, args.talk, args.tts),
-                                 DatasetCounts(args.heldout_sound, args.heldout_talk, args.heldout_tts),
+    manifests = generate_dataset(args.out, DatasetCounts(args.sound, args.talk, args.tts, args.dialogue),
+                                 DatasetCounts(args.heldout_sound, args.heldout_talk, args.heldout_tts,
+                                               args.heldout_dialogue),
                                  seed=args.seed, spec=spec, workers=args.workers, progress=not args.no_progress)
     for split, path in manifests.items():
         print(f"{split}: {path}")

@@ -3,7 +3,7 @@ training format (:mod:`vssflow_core.train.manifest`) with the ground truth of ev
 
 Layout under ``out_dir``::
 
-    train/sound_00000.mp4 ...   train/talk_00000.mp4 ...   train/tts_00000.wav ...
+    train/sound_00000.mp4 ...   train/talk_00000.mp4 ...   train/tts_00000.wav ...   train/dialogue_00000.mp4 ...
     heldout/...                 (the same rules, other random draws)
     train.jsonl  heldout.jsonl  (one row per clip; "task" v2s / vtts / tts)
 
@@ -22,11 +22,12 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .dialogue import make_dialogue_clip
 from .scenes import Clip, SceneSpec, make_sound_clip, make_talking_clip, make_tts_audio
 
 SPLITS = {"train": 0, "heldout": 1}
-KINDS = {"sound": 0, "talk": 1, "tts": 2}
-TASK_OF = {"sound": "v2s", "talk": "vtts", "tts": "tts"}
+KINDS = {"sound": 0, "talk": 1, "tts": 2, "dialogue": 3}
+TASK_OF = {"sound": "v2s", "talk": "vtts", "tts": "tts", "dialogue": "vtts"}
 
 
 def clip_rng(seed: int, split: str, kind: str, index: int) -> np.random.Generator:
@@ -67,6 +68,8 @@ def _make(kind: str, rng: np.random.Generator, spec: SceneSpec) -> Clip:
         return make_sound_clip(rng, spec)
     if kind == "talk":
         return make_talking_clip(rng, spec)
+    if kind == "dialogue":
+        return make_dialogue_clip(rng, spec)
     return make_tts_audio(rng, spec)
 
 
@@ -86,7 +89,7 @@ def generate_item(out_dir: str | os.PathLike, split: str, kind: str, index: int,
         write_video(out_dir / f"{name}.mp4", clip.frames, spec.fps, clip.audio, spec.sample_rate)
         row["video"] = f"{name}.mp4"
     truth = dict(clip.truth)
-    for key in ("transcript", "speech_start", "speech_end"):
+    for key in ("transcript", "speech_start", "speech_end", "lines"):
         if key in truth:
             row[key] = truth.pop(key)
     row["duration"] = spec.duration
@@ -100,6 +103,7 @@ class DatasetCounts:
     sound: int = 0
     talk: int = 0
     tts: int = 0
+    dialogue: int = 0
 
 
 def generate_dataset(

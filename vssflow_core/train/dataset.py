@@ -76,6 +76,8 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
     def phone_ids(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> torch.Tensor:
         from ..text import silent_frame_ids, stretch_ids
 
+        if "phone_frame_ids" in tensors:  # several lines, stretched each over its own interval when cached
+            return tensors["phone_frame_ids"].long()
         tokens, window = tensors.get("phone_tokens"), meta.get("speech_window")
         if tokens is None or window is None or tokens.numel() == 0:
             return silent_frame_ids(self.sequence)

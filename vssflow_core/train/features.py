@@ -6,6 +6,7 @@ Per item (spec 7 and 6; the official training read the same things from ``.npy``
     clip          [clip_frames, clip_dim]          CLIP CLS tokens at 10 fps over the window   (rows with video)
     synch         [segments, 8, synch_dim]         Synchformer tokens at 25 fps input          (rows with video)
     phone_tokens  [n]                              phoneme ids of the transcript (unstretched) (rows with speech)
+    phone_frame_ids [L]                            per-frame ids of a row with several lines (dialogue)
     speaker       [speaker_dim]                    RawNet3 of the reference                    (when there is one)
     lip           [latent_length, lip_dim]         precomputed lip features                    (when given)
     latent_mean   [latent_channels, latent_length] VAE posterior mean of the target audio, packed
@@ -218,7 +219,12 @@ class FeatureExtractor:
             tensors["clip"], tensors["synch"] = self.video(row.video)
 
         speech_window = None
-        if row.has_speech:
+        if row.lines:  # dialogue: every line stretched over its own interval, as generation does
+            try:
+                tensors["phone_frame_ids"] = row.speech_track(duration).frame_ids(duration, seq)
+            except ValueError as exc:
+                raise CacheError(f"item {row.id!r}: {exc}") from None
+        elif row.has_speech:
             tokens = transcript_to_tokens(row.transcript)
             tensors["phone_tokens"] = torch.tensor(tokens_to_ids(tokens), dtype=torch.long)
             start = row.speech_start or 0.0

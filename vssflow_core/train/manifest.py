@@ -10,6 +10,9 @@ Fields of a row (paths relative to the manifest's folder, or absolute)::
     transcript    the words spoken (English text, or ARPAbet tokens); required for "vtts" and "tts"
     speech_start  seconds where the speech begins in the clip (default 0)
     speech_end    seconds where it ends (default: the end of the audio, at most the window)
+    lines         several lines of speech instead of one (dialogue): a list of {"text", "start", "end", "voice"?}
+                  in seconds of the clip, each stretched over its own interval (vssflow_core.text.speech); the
+                  transcript is then optional (all lines' words, for reference)
     speaker_ref   reference utterance for the RawNet3 speaker embedding; default for speech tasks: the target audio
                   itself (the official "gtref" training lists); "none" for no reference
     lip           precomputed AV-HuBERT lip features (.npy / .safetensors, [frames at 25 fps, 1024]); default zeros
@@ -28,7 +31,7 @@ from typing import Any, Iterable, Mapping
 
 from .config import TASKS
 
-_FIELDS = ("id", "task", "video", "audio", "transcript", "speech_start", "speech_end", "speaker_ref", "lip")
+_FIELDS = ("id", "task", "video", "audio", "transcript", "speech_start", "speech_end", "lines", "speaker_ref", "lip")
 
 
 class ManifestError(ValueError):
@@ -47,6 +50,16 @@ class ManifestRow:
     speaker_ref: Path | str | None = None  # a path, "self" (the target audio) or None (no reference)
     lip: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    lines: tuple[Mapping[str, Any], ...] = ()  # dialogue: {"text", "start", "end", "voice"?} per line
+
+    def speech_track(self, duration: float | None = None):
+        """The row's speech as the :class:`~vssflow_core.text.speech.SpeechTrack` generation uses (the lines, or the
+        transcript over [speech_start, speech_end]); ``duration`` is the clip's (the default end of the speech)."""
+        from ..text.speech import make_track, one_line_track
+
+        if self.lines:
+            return make_track(self.lines, duration=duration, source=f"item {self.id!r}")
+        return one_line_track(self.transcript, self.speech_start, self.speech_end, duration)
 
     @property
     def has_video(self) -> bool:
@@ -54,16 +67,19 @@ class ManifestRow:
 
     @property
     def has_speech(self) -> bool:
-        return bool(self.transcript and self.transcript.strip())
+        return bool(self.lines) or bool(self.transcript and self.transcript.strip())
 
     def fingerprint(self) -> str:
         """What the cached features of this row depend on (a changed row is re-extracted)."""
-        return json.dumps({
+        values = {
             "task": self.task, "video": _stat(self.video), "audio": _stat(self.audio), "transcript": self.transcript,
             "speech_start": self.speech_start, "speech_end": self.speech_end,
             "speaker_ref": _stat(self.speaker_ref) if isinstance(self.speaker_ref, Path) else self.speaker_ref,
             "lip": _stat(self.lip),
-        }, sort_keys=True)
+        }
+        if self.lines:  # only when present: rows without lines keep the fingerprints (and caches) they had
+            values["lines"] = [dict(line) for line in self.lines]
+        return json.dumps(values, sort_keys=True)
 
     def to_json(self, relative_to: Path | None = None) -> dict[str, Any]:
         def rel(p: Path | str | None) -> str | None:
@@ -78,6 +94,7 @@ class ManifestRow:
 
         row = {"id": self.id, "task": self.task, "video": rel(self.video), "audio": rel(self.audio),
                "transcript": self.transcript, "speech_start": self.speech_start, "speech_end": self.speech_end,
+               "lines": [dict(line) for line in self.lines] or None,
                "speaker_ref": rel(self.speaker_ref), "lip": rel(self.lip)}
         return {**{k: v for k, v in row.items() if v is not None}, **dict(self.extra)}
 
@@ -123,9 +140,10 @@ def parse_row(values: Mapping[str, Any], base: Path, where: str = "manifest") ->
     transcript = values.get("transcript")
     if transcript is not None and not isinstance(transcript, str):
         raise ManifestError(f"{where}: 'transcript' must be a string")
-    if task in ("vtts", "tts") and not (transcript and transcript.strip()):
-        raise ManifestError(f"{where}: a '{task}' row needs a 'transcript'")
-    if task == "v2s" and transcript:
+    lines = _lines(values.get("lines"), where)
+    if task in ("vtts", "tts") and not (transcript and transcript.strip()) and not lines:
+        raise ManifestError(f"{where}: a '{task}' row needs a 'transcript' (or 'lines')")
+    if task == "v2s" and (transcript or lines):
         raise ManifestError(f"{where}: a 'v2s' row has no transcript (use 'joint' for sound with speech)")
 
     def seconds(key: str) -> float | None:
@@ -141,7 +159,7 @@ def parse_row(values: Mapping[str, Any], base: Path, where: str = "manifest") ->
         raise ManifestError(f"{where}: speech_end ({end}) must be after speech_start ({start})")
 
     ref_value = values.get("speaker_ref")
-    speech = bool(transcript and transcript.strip())
+    speech = bool(transcript and transcript.strip()) or bool(lines)
     if ref_value is None:
         speaker_ref: Path | str | None = "self" if speech else None
     elif ref_value in ("self", "none"):
@@ -153,8 +171,30 @@ def parse_row(values: Mapping[str, Any], base: Path, where: str = "manifest") ->
     if not isinstance(item_id, str):
         raise ManifestError(f"{where}: 'id' must be a string")
     extra = {k: v for k, v in values.items() if k not in _FIELDS}
-    return ManifestRow(id=item_id, task=task, video=video, audio=audio, transcript=transcript if speech else None,
-                       speech_start=start, speech_end=end, speaker_ref=speaker_ref, lip=path("lip"), extra=extra)
+    return ManifestRow(id=item_id, task=task, video=video, audio=audio,
+                       transcript=transcript if transcript and transcript.strip() else None,
+                       speech_start=start, speech_end=end, speaker_ref=speaker_ref, lip=path("lip"), extra=extra,
+                       lines=lines)
+
+
+def _lines(value: Any, where: str) -> tuple[dict[str, Any], ...]:
+    """The ``lines`` field: well-formed items; their timing and phonemes are checked by the speech track."""
+    if value in (None, []):
+        return ()
+    if not isinstance(value, list):
+        raise ManifestError(f"{where}: 'lines' must be a list of {{\"text\", \"start\", \"end\"}} objects")
+    out = []
+    for number, line in enumerate(value, 1):
+        ok = (isinstance(line, Mapping) and isinstance(line.get("text"), str) and line["text"].strip()
+              and all(isinstance(line.get(k), (int, float)) and not isinstance(line.get(k), bool)
+                      for k in ("start", "end")))
+        if not ok:
+            raise ManifestError(f"{where}: line {number} of 'lines' needs a 'text' and numeric 'start' and 'end' "
+                                "seconds")
+        voice = line.get("voice")
+        out.append({"text": line["text"], "start": float(line["start"]), "end": float(line["end"]),
+                    **({"voice": str(voice)} if voice else {})})
+    return tuple(out)
 
 
 def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
