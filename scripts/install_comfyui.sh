@@ -10,6 +10,7 @@
 #   <dest>/ComfyUI/custom_nodes/ComfyUI-VSSFlow   symlink to this repository's root
 #   <dest>/stamp-base, <dest>/stamp-pack          what is installed (read by tests/integration/comfy_server.py)
 #   <dest>/logs/*.log                             pip output of each step
+#   <dest>/frontends/<version>, frontends/newest  the newest comfyui-frontend-package, unpacked for --front-end-root
 # <dest> is <repo>/.comfyui unless VSSFLOW_COMFYUI_DIR is set. PYTHON picks the interpreter for the venv (default python3).
 set -euo pipefail
 
@@ -201,6 +202,44 @@ PY
     done_step
     printf '%s\n' "$PACK_KEY" >"$DEST/stamp-pack"
 fi
+
+# ---- the newest frontend on the registry, for the browser tests' second run (--front-end-root) -------------------
+# The pinned server bundles its own frontend (ComfyUI 0.30.0: comfyui-frontend-package 1.47.12); the browser tests
+# also run against the newest release on the registry, unpacked (not installed: the server's own stays as it is) to
+# <dest>/frontends/<version>/comfyui_frontend_package/static, with <dest>/frontends/newest naming the version.
+# VSSFLOW_FRONTEND_VERSION=x.y.z takes that release instead. Offline, the last one unpacked is kept.
+FRONTENDS="$DEST/frontends"
+FRONTEND_SPEC="comfyui-frontend-package${VSSFLOW_FRONTEND_VERSION:+==$VSSFLOW_FRONTEND_VERSION}"
+step "frontend for the second browser run: $FRONTEND_SPEC (newest on the registry unless pinned)"
+mkdir -p "$FRONTENDS/dl"
+rm -f "$FRONTENDS/dl/"*.whl
+if pip_ download --no-deps --only-binary :all: -d "$FRONTENDS/dl" "$FRONTEND_SPEC" >"$LOGS/6-frontend.log" 2>&1; then
+    wheel="$(ls "$FRONTENDS/dl"/comfyui_frontend_package-*.whl | head -n 1)"
+    fe_version="$(basename "$wheel" | sed -n 's/^comfyui_frontend_package-\([^-]*\)-.*$/\1/p')"
+    [[ -n "$fe_version" ]] || die "cannot read the version of $wheel"
+    if [[ ! -f "$FRONTENDS/$fe_version/comfyui_frontend_package/static/index.html" ]]; then
+        rm -rf "$FRONTENDS/$fe_version" "$FRONTENDS/$fe_version.tmp"
+        "$VPY" -m zipfile -e "$wheel" "$FRONTENDS/$fe_version.tmp"
+        [[ -f "$FRONTENDS/$fe_version.tmp/comfyui_frontend_package/static/index.html" ]] \
+            || die "$wheel holds no comfyui_frontend_package/static/index.html"
+        mv "$FRONTENDS/$fe_version.tmp" "$FRONTENDS/$fe_version"
+    fi
+    rm -f "$wheel"
+    # keep only the frontend in use (each is about 120 MB unpacked)
+    for old in "$FRONTENDS"/*/; do
+        old="$(basename "$old")"
+        [[ "$old" == "$fe_version" || "$old" == dl ]] || rm -rf "${FRONTENDS:?}/$old"
+    done
+    echo "$fe_version" >"$FRONTENDS/newest"
+elif [[ -f "$FRONTENDS/newest" && -d "$FRONTENDS/$(cat "$FRONTENDS/newest")" ]]; then
+    echo "[install_comfyui]   WARNING: the registry did not answer (log: $LOGS/6-frontend.log); keeping frontend $(cat "$FRONTENDS/newest")"
+else
+    echo "[install_comfyui] FAILED: pip download $FRONTEND_SPEC (log: $LOGS/6-frontend.log); last lines:" >&2
+    tail -n 20 "$LOGS/6-frontend.log" >&2
+    exit 1
+fi
+echo "[install_comfyui]   frontend $(cat "$FRONTENDS/newest") at $FRONTENDS/$(cat "$FRONTENDS/newest")/comfyui_frontend_package/static"
+done_step
 
 # ---- always: the pack link and a check that the torch trio is still the pinned one --------------------------------
 LINK="$COMFY/custom_nodes/$PACK_LINK_NAME"
