@@ -18,6 +18,7 @@ from vssflow_core.media import (
     video_duration,
     write_audio,
 )
+from vssflow_core.media.audio_io import TEMPORARY_NAME_EXTRA
 from vssflow_core.media.mux import AAC_FRAME_SAMPLES
 from vssflow_core.video import NotAVideoError, NoVideoStreamError, VideoNotFoundError
 from vssflow_core.video.synthetic import make_counter_video
@@ -272,3 +273,29 @@ def test_outputs_get_the_usual_file_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o644
+
+
+def name_max(folder: Path) -> int:
+    import os
+
+    return os.pathconf(folder, "PC_NAME_MAX")
+
+
+@pytest.mark.parametrize("name, problem", [
+    (lambda limit: "take\x00.wav", r"contains a NUL byte \(\\x00\), which no file system allows in a name; remove it"),
+    (lambda limit: "t" * limit + ".wav", r"too long: the name 't+\.\.\.' is \d+ bytes, more than the \d+ allowed here "
+                                          r"\(\d+, the file system's limit, less 18 for the temporary name.*shorten"),
+    (lambda limit: "d" * (limit + 1) + "/take.wav", r"too long: the name 'd+\.\.\.' is \d+ bytes, more than the \d+ "
+                                                    r"allowed here \(the file system's limit\)"),
+], ids=["NUL byte", "long file name", "long folder name"])
+def test_unstorable_output_names_are_refused_with_the_reason(tmp_path, name, problem):
+    # before: Python's "embedded null byte" and "[Errno 36] File name too long"
+    with pytest.raises(OutputPathError, match=problem):
+        write_audio(tmp_path / name(name_max(tmp_path)), sine(440, 0.1), SR)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_longest_storable_name_is_written(tmp_path):
+    longest = "t" * (name_max(tmp_path) - TEMPORARY_NAME_EXTRA - len(".wav")) + ".wav"  # room for the temporary name
+    out = write_audio(tmp_path / longest, sine(440, 0.1), SR)
+    assert out.is_file() and leftovers(tmp_path) == []

@@ -17,8 +17,8 @@ import torch
 
 from .temporary import temporary_path
 
-__all__ = ["AUDIO_FORMATS", "AudioReadError", "OutputPathError", "atomic_output", "read_audio", "temporary_path",
-           "write_audio"]
+__all__ = ["AUDIO_FORMATS", "AudioReadError", "OutputPathError", "atomic_output", "check_output_path", "read_audio",
+           "temporary_path", "write_audio"]
 
 # suffix -> (libsndfile major format, default subtype).  16-bit PCM is what the official code's saved wavs hold and
 # what every player accepts; float can be asked for.
@@ -37,6 +37,54 @@ class AudioReadError(ValueError):
 # --------------------------------------------------------------------------------------------------------------------
 # Atomic output
 # --------------------------------------------------------------------------------------------------------------------
+
+# What the temporary name adds to the final one: ".NAME.<8 random>.partial.mp4" (the re-encoded picture's
+# ".NAME.<8 random>.picture.mp4" adds as much).
+TEMPORARY_NAME_EXTRA = len("." + "." + "12345678" + ".partial")
+
+
+def _exists(folder: Path) -> bool:
+    try:
+        return folder.exists()
+    except OSError:  # a path too long to look up
+        return False
+
+
+def _limit(folder: Path, name: str, default: int) -> int:
+    """The file system's ``pathconf`` limit for the nearest existing folder above ``folder``."""
+    while not _exists(folder) and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return int(os.pathconf(folder, name))
+    except (OSError, ValueError):
+        return default
+
+
+def check_output_path(path: str | os.PathLike, what: str = "output file name") -> Path:
+    """``path`` as a Path, or :class:`OutputPathError` naming the problem when no file system could store it: a NUL
+    byte, or a name (or whole path) longer than the folder's file system allows, counting the temporary name the
+    file is written under.  ``what`` names the setting to change (``"filename_prefix"``, ``"-o"``)."""
+    text = os.fspath(path)
+    if "\x00" in text:
+        raise OutputPathError(f"the {what} {text!r} contains a NUL byte (\\x00), which no file system allows in a "
+                              f"name; remove it from the {what}")
+    path = Path(text).expanduser()
+    name_max = _limit(path.parent, "PC_NAME_MAX", 255)
+    for part in (*path.parent.parts, path.name):
+        size = len(os.fsencode(part))
+        allowed = name_max - TEMPORARY_NAME_EXTRA if part == path.name else name_max
+        if size > allowed:
+            shown = part if len(part) <= 40 else part[:40] + "..."
+            extra = (f" ({name_max}, the file system's limit, less {TEMPORARY_NAME_EXTRA} for the temporary name "
+                     f"the file is written under)") if part == path.name else " (the file system's limit)"
+            raise OutputPathError(f"the {what} is too long: the name {shown!r} is {size} bytes, more than the "
+                                  f"{allowed} allowed here{extra}; shorten the {what}")
+    path_max = _limit(path.parent, "PC_PATH_MAX", 4096)
+    size = len(os.fsencode(str(path.absolute()))) + TEMPORARY_NAME_EXTRA
+    if size >= path_max:
+        raise OutputPathError(f"the {what} is too long: the full path of the output would be {size} bytes, and this "
+                              f"file system allows {path_max - 1}; use a shorter {what} or a folder nearer the root")
+    return path
 
 
 def _prepare_folder(path: Path) -> None:
@@ -85,7 +133,7 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     Raises ``FileExistsError`` up front (and again at the end, if the name appeared meanwhile) unless ``overwrite``,
     and :class:`OutputPathError` when the folder cannot be written.
     """
-    path = Path(path).expanduser()
+    path = check_output_path(path)
     if path.is_dir():
         raise OutputPathError(f"cannot write {path}: it is a folder; give a file name")
     if path.exists() and not overwrite:
