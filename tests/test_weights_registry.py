@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vssflow_core.weights import hub
+from vssflow_core.weights import download, hub
 from vssflow_core.weights.hub import (
     CorruptWeightsError,
     MissingWeightsError,
@@ -71,6 +71,13 @@ def hub_snapshot(hf_home: Path, repo_id: str) -> Path:
     snapshot = repo / "snapshots" / SHA
     snapshot.mkdir(parents=True, exist_ok=True)
     return snapshot
+
+
+def go_online(monkeypatch) -> None:
+    """Let resolve() download, with the hub's answer to the reachability check faked: the tests never touch the
+    network (tests/test_weights_download.py checks the real request against a local server)."""
+    monkeypatch.setattr(hub, "is_offline", lambda: False)
+    monkeypatch.setattr(download, "check_reachable", lambda url: None)
 
 
 @pytest.fixture(autouse=True)
@@ -338,7 +345,7 @@ def test_download_goes_to_the_models_folder(tmp_path, monkeypatch):
             write_safetensors(target, layout_shapes("vae"))
         return str(target)
 
-    monkeypatch.setattr(hub, "is_offline", lambda: False)
+    go_online(monkeypatch)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     result = resolve("vae", models_dir=tmp_path, download=True)
     assert result.origin == "download"
@@ -357,7 +364,7 @@ def test_unreachable_hub_becomes_a_missing_weights_error(tmp_path, monkeypatch):
     def unreachable(*args, **kwargs):
         raise LocalEntryNotFoundError("cannot find the requested files in the local cache")
 
-    monkeypatch.setattr(hub, "is_offline", lambda: False)
+    go_online(monkeypatch)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
     with pytest.raises(MissingWeightsError) as info:
         resolve("rawnet3", models_dir=tmp_path, download=True)
@@ -376,7 +383,7 @@ def test_download_of_a_wrong_file_is_rejected(tmp_path, monkeypatch):
         target.write_bytes(b"<html>rate limited</html>")
         return str(target)
 
-    monkeypatch.setattr(hub, "is_offline", lambda: False)
+    go_online(monkeypatch)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     with pytest.raises(CorruptWeightsError, match="not a safetensors, PyTorch or TorchScript file"):
         resolve("clip", models_dir=tmp_path, download=True)

@@ -18,7 +18,9 @@ restricted unpickler of :mod:`vssflow_core.weights.torchscript`, never by ``torc
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import pickle
 import re
@@ -30,7 +32,9 @@ from typing import Callable, Mapping
 import torch
 
 from ..config import VSSFlowConfig
-from .torchscript import TorchScriptFormatError, UnsafeGlobalError, is_torchscript_archive, read_torchscript_tensors
+from .formats import FileFormatError, inspect_weights_file
+from .registry import WeightFormat
+from .torchscript import TorchScriptFormatError, UnsafeGlobalError, read_torchscript_tensors
 
 # official state-dict prefix -> component
 COMPONENT_PREFIXES = {
@@ -137,9 +141,16 @@ def read_state_dict(path: str | os.PathLike,
     and from a memory-mapped zip checkpoint, so a bfloat16 load never holds a float32 copy of the whole file.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
+    try:  # the format from the bytes, not the name; declared sizes checked before anything is allocated
+        fmt = inspect_weights_file(path)
+    except FileFormatError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from None
+    if fmt is WeightFormat.JSON:
+        raise CheckpointError(f"cannot read {path}: it is a JSON file (a configuration?), not weights. Choose the "
+                              "weights file (.safetensors, .ckpt, .pt) next to it")
+    if fmt is WeightFormat.SAFETENSORS:
         from safetensors import SafetensorError, safe_open
 
         try:
@@ -149,7 +160,7 @@ def read_state_dict(path: str | os.PathLike,
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read {path}: not a valid safetensors file, or truncated ({exc}). "
                                   "Download or copy it again.") from None
-    if is_torchscript_archive(path):
+    if fmt is WeightFormat.TORCHSCRIPT:
         tensors = _read_torchscript(path)
     else:
         # mapped, the file's float32 pages are read as each tensor is converted instead of all at once
@@ -241,16 +252,31 @@ def check_state_dict(expected: Mapping[str, torch.Tensor], given: Mapping[str, t
     unexpected = [k for k in given if k not in expected]
     misshaped = [f"{k}: checkpoint {tuple(given[k].shape)} vs model {tuple(expected[k].shape)}"
                  for k in expected if k in given and tuple(given[k].shape) != tuple(expected[k].shape)]
-    if not (missing or unexpected or misshaped):
+    # integer or boolean values cannot stand for floating-point weights: a quantised or mangled file
+    mistyped = [f"{k}: checkpoint {_dtype_name(given[k])} vs model {_dtype_name(expected[k])}"
+                for k in expected if k in given and _is_real(expected[k]) and not _is_real(given[k])]
+    if not (missing or unexpected or misshaped or mistyped):
         return
     lines = [f"the checkpoint does not match the {what} model:"]
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped)):
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped),
+                         ("wrong type", mistyped)):
         if items:
             more = f" (and {len(items) - show} more)" if len(items) > show else ""
             lines.append(f"  {len(items)} {label}: {', '.join(items[:show])}{more}")
-    hint = "; mis-shaped tensors usually mean a checkpoint of another size of the model." if misshaped else "."
-    lines.append("Check that the file is a checkpoint of this model and that it was written completely" + hint)
+    hint = "; mis-shaped tensors usually mean a checkpoint of another size of the model" if misshaped else ""
+    if mistyped:
+        hint += ("; integer or boolean tensors where the model has floating-point weights mean a quantised or "
+                 "converted file: use the original float32, bfloat16 or float16 checkpoint")
+    lines.append("Check that the file is a checkpoint of this model and that it was written completely" + hint + ".")
     raise CheckpointError("\n".join(lines))
+
+
+def _is_real(tensor: torch.Tensor) -> bool:
+    return tensor.is_floating_point() or tensor.is_complex()
+
+
+def _dtype_name(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")
 
 
 def load_strict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], what: str,
@@ -272,10 +298,51 @@ def load_strict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
 
 def vssflow_config_of(model_state: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None,
                       head_dim: int | None = None) -> VSSFlowConfig:
-    """The configuration stored with a checkpoint, else the one its tensor shapes imply."""
+    """The configuration stored with a checkpoint, else the one its tensor shapes imply.
+
+    A stored configuration is checked before a model is built from it: every value of the right type, and every
+    size the tensors fix equal to theirs (so an edited ``num_layers: 1000000`` is refused, not built).  Raises
+    ValueError naming the field.
+    """
     if metadata and CONFIG_METADATA_KEY in metadata and head_dim is None:
-        return VSSFlowConfig.from_dict(json.loads(metadata[CONFIG_METADATA_KEY]))
+        stored = _stored_config(metadata[CONFIG_METADATA_KEY])
+        implied = VSSFlowConfig.from_state_dict(model_state, head_dim=stored.head_dim)
+        differ = [f"{f.name} is {getattr(stored, f.name)!r} but the tensors say {getattr(implied, f.name)!r}"
+                  for f in dataclasses.fields(VSSFlowConfig) if f.name not in _NOT_IN_SHAPES
+                  and getattr(stored, f.name) != getattr(implied, f.name)]
+        if differ:
+            raise ValueError(f"the configuration in its '{CONFIG_METADATA_KEY}' metadata does not match its tensors: "
+                             + "; ".join(differ[:3]) + _METADATA_ADVICE)
+        return stored
     return VSSFlowConfig.from_state_dict(model_state, **({} if head_dim is None else {"head_dim": head_dim}))
+
+
+_NOT_IN_SHAPES = {"norm_eps", "rope_theta"}  # the only fields no tensor shape fixes
+_METADATA_ADVICE = (". The metadata was edited or written by another tool: convert the file again (python -m "
+                    "vssflow_core.convert FILE -o FOLDER, adding --head-dim N if its attention heads are not 64 wide), "
+                    "which reads the configuration from the tensor shapes")
+
+
+def _stored_config(text: str) -> VSSFlowConfig:
+    try:
+        values = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"its '{CONFIG_METADATA_KEY}' metadata is not valid JSON ({exc}){_METADATA_ADVICE}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"its '{CONFIG_METADATA_KEY}' metadata is not a JSON object{_METADATA_ADVICE}")
+    for field in dataclasses.fields(VSSFlowConfig):
+        if field.name not in values:
+            continue
+        value = values[field.name]
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if field.type in ("int", int) and not (whole and value > 0):
+            raise ValueError(f"'{field.name}' in its '{CONFIG_METADATA_KEY}' metadata is {value!r}; expected a "
+                             f"positive whole number{_METADATA_ADVICE}")
+        if field.type in ("float", float) and not ((whole or isinstance(value, float)) and math.isfinite(value)
+                                                    and value > 0):
+            raise ValueError(f"'{field.name}' in its '{CONFIG_METADATA_KEY}' metadata is {value!r}; expected a "
+                             f"positive number{_METADATA_ADVICE}")
+    return VSSFlowConfig.from_dict(values)
 
 
 def load_vssflow(path: str | os.PathLike, head_dim: int | None = None, dtype: torch.dtype | None = None,

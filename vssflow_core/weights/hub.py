@@ -36,7 +36,8 @@ from .errors import (CorruptWeightsError, MissingWeightsError, UnsupportedCompon
 from .registry import ComponentSource, WeightFile, WeightFormat, get_component
 from .sources import (MODELS_DIR_ENV, default_models_dir, expected_location, fetch_commands, hf_cache_description,
                       hf_cache_dir, is_offline, missing_weights)
-from .verify import sniff_format, verify_file
+from .formats import sniff_format
+from .verify import verify_file
 
 __all__ = ["CorruptWeightsError", "MODELS_DIR_ENV", "MissingWeightsError", "ResolvedWeights",
            "UnsupportedComponentError", "WeightsVerificationError", "WrongModelError", "default_models_dir",
@@ -92,7 +93,7 @@ def _search_local_path(comp: ComponentSource, local_path: Path, models_dir: Path
             reason="The path given for it does not exist.",
         )
     found: dict[str, Path] = {}
-    if local_path.is_file():
+    if not local_path.is_dir():  # the weights file itself (a FIFO or a device too: verify_file names it)
         found[comp.weights_file.filename] = local_path
         folder = local_path.parent
         files = [f for f in comp.files if f.role != "weights"]

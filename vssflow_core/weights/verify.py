@@ -21,29 +21,11 @@ from typing import Any, Iterable, Mapping, Sequence
 from .errors import CorruptWeightsError, WrongModelError
 from .registry import ComponentSource, KeyLayout, Shape, WeightFile, WeightFormat, get_component
 from .sources import problem
-from .torchscript import is_torchscript_archive
+from .formats import FileFormatError, check_readable, inspect_weights_file, sniff_format
 
 log = logging.getLogger(__name__)
 
-_LFS_POINTER = b"version https://git-lfs"
 _verified: dict[tuple[str, int, int, str, str], None] = {}  # (path, size, mtime_ns, component, file) already checked
-
-
-def sniff_format(path: str | os.PathLike[str]) -> WeightFormat | None:
-    """The serialisation of a file from its first bytes (and, for zips, its member names)."""
-    p = Path(path)
-    with p.open("rb") as fh:
-        head = fh.read(16)
-    if head.startswith(b"PK\x03\x04"):
-        # a damaged zip counts as a torch.save zip: verify_file reports it
-        return WeightFormat.TORCHSCRIPT if is_torchscript_archive(p) else WeightFormat.PICKLE
-    if head[:1] == b"\x80":  # pickle protocol marker: torch's legacy (pre-1.6) format
-        return WeightFormat.PICKLE
-    if len(head) >= 9 and head[8:9] == b"{":  # u64 header length, then the JSON header
-        return WeightFormat.SAFETENSORS
-    if head.lstrip()[:1] == b"{":
-        return WeightFormat.JSON
-    return None
 
 
 def verify_file(
@@ -63,28 +45,28 @@ def verify_file(
     comp = get_component(component)
     file = file or comp.weights_file
     p = Path(path)
-    stat = p.stat()
-    key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns, comp.name, file.filename)
+    info = p.stat()
+    key = (str(p.resolve()), info.st_size, info.st_mtime_ns, comp.name, file.filename)
     if key in _verified and not check_sha256:
         return sniff_format(p) or file.format
 
     def corrupt(what: str) -> CorruptWeightsError:
         return CorruptWeightsError(problem(comp, p, what, models_dir), component=comp.name, path=p)
 
-    if stat.st_size == 0:
-        raise corrupt("the file is empty (an interrupted download?)")
-    with p.open("rb") as fh:
-        head = fh.read(len(_LFS_POINTER))
-    if head == _LFS_POINTER:
-        raise corrupt("it is a Git LFS pointer, not the weights (the repository was cloned without git-lfs)")
+    try:  # what the bytes are, and sizes declared against the file's size, before anything is read
+        if file.format is WeightFormat.JSON:
+            check_readable(p)
+            fmt = WeightFormat.JSON
+        else:
+            fmt = inspect_weights_file(p)
+    except FileFormatError as exc:
+        raise corrupt(exc.what) from None
 
     if file.format is WeightFormat.JSON:
         _verify_json(comp, file, p, models_dir)
-        fmt = WeightFormat.JSON
+    elif fmt is WeightFormat.JSON:
+        raise corrupt("it is a JSON file (a configuration?), not the weights")
     else:
-        fmt = sniff_format(p)
-        if fmt is None:
-            raise corrupt("it is not a safetensors, PyTorch or TorchScript file")
         if fmt is WeightFormat.SAFETENSORS:
             shapes = _safetensors_shapes(comp, p, models_dir)
         elif fmt is WeightFormat.TORCHSCRIPT:
