@@ -271,6 +271,17 @@ def test_cancel_during_the_mux_leaves_no_output(tmp_path):
     assert list(out.parent.iterdir()) == []  # neither the output nor a partial file
 
 
+def test_cancel_stops_a_picture_re_encode_within_one_frame(tmp_path):
+    from vssflow_core.media.video_file import reencode_picture
+    from vssflow_core.video.synthetic import make_counter_video
+
+    video = make_counter_video(tmp_path / "counter.mp4", num_frames=50)
+    checks = CancelAfter(3)
+    with interrupt_check(checks), pytest.raises(Cancelled):
+        reencode_picture(video, tmp_path / "h264.mp4")
+    assert checks.calls == 4  # the fourth of 50 frames
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Long numbers in a transcript (item 6)
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..progress import check_interrupted
 from .audio_io import atomic_output
 
 __all__ = ["materialize_video", "reencode_picture", "write_frames_video"]
@@ -63,6 +64,7 @@ def write_frames_video(
                 stream.options = {"crf": H264_CRF}
                 stream.codec_context.time_base = 1 / rate
                 for k in range(n):
+                    check_interrupted()  # per frame: a long clip's encode can be cancelled
                     frame = pictures[k]
                     if frame.dtype != torch.uint8:
                         frame = (frame.detach().float() * 255.0).round_().clamp_(0, 255).to(torch.uint8)
@@ -104,6 +106,7 @@ def reencode_picture(source: str | os.PathLike, target: str | os.PathLike) -> Pa
         encoder, rotation, step = None, 0, 0
         try:
             for frame in src.decode(vin):
+                check_interrupted()
                 if encoder is None:
                     rotation = rotation_from(frame, vin)
                     turned = rotation in (90, 270)
