@@ -50,21 +50,18 @@ sys.path.insert(0, str(ROOT))
 
 from vssflow_core.codec.vae import MelVAE, VAEConfig, unpack_latent  # noqa: E402
 from vssflow_core.codec.vocoder import HifiGanVocoder, VocoderConfig  # noqa: E402
+from vssflow_core.components import PipelineComponents  # noqa: E402
 from vssflow_core.config import VSSFlowConfig  # noqa: E402
 from vssflow_core.devices import resolve_dtype  # noqa: E402
 from vssflow_core.encoders.clip import CLIPVisionConfig, CLIPVisualEncoder  # noqa: E402
 from vssflow_core.encoders.synchformer import SynchformerConfig, SynchformerVisualEncoder  # noqa: E402
+from vssflow_core.flow.solvers import DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER, OFFICIAL_ATOL  # noqa: E402
 from vssflow_core.media.mux import mux_audio  # noqa: E402
 from vssflow_core.media.video_file import write_frames_video  # noqa: E402
 from vssflow_core.model.vssflow import VSSFlow  # noqa: E402
-from vssflow_core.pipeline import (  # noqa: E402
-    DEFAULT_FIXED_STEPS,
-    DEFAULT_SCHEDULE,
-    DEFAULT_SOLVER,
-    OFFICIAL_ATOL,
-    VisualFeatures,
-    VSSFlowPipeline,
-)
+from vssflow_core.pipeline import VSSFlowPipeline  # noqa: E402
+from vssflow_core.results import VisualFeatures  # noqa: E402
+from vssflow_core.text.track import phoneme_frame_ids  # noqa: E402
 from vssflow_core.video import clip_frames, open_video, synchformer_frames  # noqa: E402
 
 
@@ -102,8 +99,9 @@ def build(tiny: bool, dtype: torch.dtype, encoder_dtype: torch.dtype) -> VSSFlow
     for p in [*clip.parameters(), *synch.parameters()]:  # zero-initialised embeddings would be unrealistically cheap
         torch.nn.init.normal_(p, std=0.02)
     model = VSSFlow(net_cfg).to(dtype)
-    return VSSFlowPipeline(model, clip.to(encoder_dtype), synch.to(encoder_dtype), MelVAE(vae_cfg),
-                           HifiGanVocoder(voc_cfg))
+    components = PipelineComponents(clip.to(encoder_dtype), synch.to(encoder_dtype), MelVAE(vae_cfg),
+                                    HifiGanVocoder(voc_cfg))
+    return VSSFlowPipeline(model, components)
 
 
 def synthetic_video(path: Path, size: tuple[int, int], seconds: float = 10.0, fps: int = 25) -> Path:
@@ -144,6 +142,7 @@ def main() -> None:
     build_start = time.perf_counter()
     encoder_dtype = resolve_dtype(args.encoder_dtype, "cpu")
     pipe = build(args.tiny, getattr(torch, args.dtype), encoder_dtype)
+    parts = pipe.components
     build_s = time.perf_counter() - build_start
     params = sum(p.numel() for p in pipe.model.parameters())
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {'tiny' if args.tiny else 'full-size'} "
@@ -167,7 +166,7 @@ def main() -> None:
         video = synthetic_video(Path(tmp) / "clip.mp4", size)
         rss_ready = peak_rss_mib()
         reset = reset_peak_rss()
-        window = pipe.sequence.duration_sec
+        window = parts.sequence.duration_sec
 
         def decode_at(sampler, resolution):
             source = open_video(video)
@@ -177,18 +176,18 @@ def main() -> None:
                 source.close()
 
         clip_in, duration = stage("video decode @10 fps",
-                                  lambda: decode_at(clip_frames, pipe.clip.config.input_resolution))
+                                  lambda: decode_at(clip_frames, parts.clip.config.input_resolution))
         synch_in, _ = stage("video decode @25 fps",
-                            lambda: decode_at(synchformer_frames, pipe.synchformer.config.img_size))
-        clip = stage("CLIP", lambda: pipe.clip.encode_frames(clip_in.frames, batch_size=32, channels_last=True))
-        synch = stage("Synchformer", lambda: pipe.synchformer.encode_video(
-            synch_in.frames, batch_size=8, num_frames=pipe.sequence.synch_frames, channels_last=True,
-            sequence=pipe.sequence))
+                            lambda: decode_at(synchformer_frames, parts.synchformer.config.img_size))
+        clip = stage("CLIP", lambda: parts.clip.encode_frames(clip_in.frames, batch_size=32, channels_last=True))
+        synch = stage("Synchformer", lambda: parts.synchformer.encode_video(
+            synch_in.frames, batch_size=8, num_frames=parts.sequence.synch_frames, channels_last=True,
+            sequence=parts.sequence))
         visual = VisualFeatures(clip=clip[None], synch=synch[None], duration=min(duration, window),
                                 source_fps=float(clip_in.source_fps))
-        phone_ids = stage("phonemes", lambda: pipe.phoneme_ids(args.transcript, duration=visual.duration))
+        phone_ids = stage("phonemes", lambda: phoneme_frame_ids(args.transcript, duration=visual.duration))
         warm = time.perf_counter()
-        pipe.phoneme_ids(args.transcript, duration=visual.duration)
+        phoneme_frame_ids(args.transcript, duration=visual.duration)
         phonemes_warm = time.perf_counter() - warm
         conditions = stage("conditions", lambda: pipe.conditions(visual, phone_ids))
         fast = not args.reference_sampler
@@ -196,7 +195,7 @@ def main() -> None:
                                                        steps=args.steps, schedule=args.schedule,
                                                        atol=args.atol, rtol=args.atol,
                                                        batched_guidance=fast, cache=fast, compile=args.compile))
-        vae = pipe.vae
+        vae = parts.vae
 
         def vae_decode():
             with torch.inference_mode():
@@ -208,11 +207,11 @@ def main() -> None:
 
         def vocode():
             with torch.inference_mode():
-                wave = pipe.vocoder(mel[:, 0])
-            return wave[:, : round(visual.duration * pipe.sequence.sample_rate)].float().cpu()
+                wave = parts.vocoder(mel[:, 0])
+            return wave[:, : round(visual.duration * parts.sequence.sample_rate)].float().cpu()
 
         waveform = stage("vocoder", vocode)
-        stage("mux", lambda: mux_audio(video, waveform[0], pipe.sample_rate, Path(tmp) / "out.mp4"))
+        stage("mux", lambda: mux_audio(video, waveform[0], parts.sample_rate, Path(tmp) / "out.mp4"))
 
     total = sum(seconds for _, seconds, _ in rows)
     print()

@@ -69,7 +69,9 @@ from vssflow_core.config import SEQUENCE, VSSFlowConfig  # noqa: E402
 from vssflow_core.flow.guidance import CachedGuidedVelocity  # noqa: E402
 from vssflow_core.flow.schedules import SCHEDULES, balanced_density, grid_from_density  # noqa: E402
 from vssflow_core.flow.solvers import Dopri5Solver, FixedStepSolver  # noqa: E402
+from vssflow_core.loading import load_components, load_network  # noqa: E402
 from vssflow_core.model.vssflow import VSSFlow  # noqa: E402
+from vssflow_core.text.track import phoneme_frame_ids  # noqa: E402
 
 OFFICIAL_TOL = 1e-5
 # The tolerance on the decoded result: about the smallest level difference a listener can hear (the intensity
@@ -160,12 +162,10 @@ def main() -> None:
     torch.manual_seed(args.seed)
     components = None
     if args.checkpoint:
-        from vssflow_core.pipeline import PipelineComponents, load_network
-
         reference_model = load_network(args.checkpoint, device="cpu", dtype=torch.float64, head_dim=args.head_dim)
         source = args.checkpoint
         try:
-            components = PipelineComponents.load(args.checkpoint, device="cpu")
+            components = load_components(args.checkpoint, device="cpu")
         except Exception as error:  # noqa: BLE001 - without a decoder the table simply has no mel column
             print(f"(no decoder for the mel column: {error})")
     else:
@@ -189,8 +189,6 @@ def main() -> None:
             synch = torch.randn(1, max(1, length * 24 // 25), cfg.synch_dim, generator=gen, dtype=torch.float64)
             phones = torch.randint(1, cfg.phone_vocab, (1, length), generator=gen)
         else:  # real conditions: what the default sampler will actually integrate
-            from vssflow_core.pipeline import phoneme_frame_ids
-
             visual = components.encode_video(video)
             clip, synch = visual.clip.double(), visual.synch.double()
             phones = phoneme_frame_ids(args.transcript, None, None, visual.duration)[None]

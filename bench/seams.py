@@ -48,7 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vssflow_core.config import SEQUENCE, WINDOWS  # noqa: E402
-from vssflow_core.pipeline import OFFICIAL_SOLVER, VSSFlowPipeline  # noqa: E402
+from vssflow_core.flow.solvers import OFFICIAL_SOLVER  # noqa: E402
+from vssflow_core.pipeline import VSSFlowPipeline  # noqa: E402
 from vssflow_core.windows import SEAMS, WindowPlan, plan_windows  # noqa: E402
 
 HOP_SEC = 0.01  # spectrogram hop

@@ -9,7 +9,7 @@ from typing import Iterable, Iterator
 import torch
 
 from ..vssflow_core.model.vssflow import VSSFlow
-from ..vssflow_core.pipeline import PipelineComponents
+from ..vssflow_core.components import PipelineComponents
 from ..vssflow_core.windows import WindowPlan
 from . import comfy_bridge
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..vssflow_core.devices import resolve_dtype
-from ..vssflow_core.pipeline import DEMO, PipelineComponents, component_path, load_network
+from ..vssflow_core.loading import DEMO, component_path, load_components, load_network
 from . import comfy_bridge
 from .common import CATEGORY, COMPONENTS, DEVICES, DTYPES, MODEL, LoadedComponents, LoadedModel, compute_device
 
@@ -99,7 +99,7 @@ class VSSFlowComponentsLoader:
         chosen = {"clip": clip, "synchformer": synchformer, "vae": vae, "vocoder": vocoder, "rawnet3": rawnet3}
         paths = {name: component_path(name, comfy_bridge.model_path(value))
                  for name, value in chosen.items() if value not in (AUTO, NONE)}
-        components = PipelineComponents.load(
+        components = load_components(
             models_dir=comfy_bridge.models_dirs(), **paths, speaker=False if rawnet3 == NONE else None,
             download=bool(download), device=offload,
             encoder_dtype=resolve_dtype(encoder_dtype, load_device),  # the device it computes on, not the offload one

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..vssflow_core.config import WINDOWS
-from ..vssflow_core.pipeline import phoneme_track
+from ..vssflow_core.text.track import phoneme_track
 from .common import CATEGORY, PHONEMES
 
 MODES = ["auto", "text", "arpabet"]

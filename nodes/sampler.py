@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from ..vssflow_core.flow.schedules import SCHEDULES
 from ..vssflow_core.flow.solvers import DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER, SOLVER_NAMES
-from ..vssflow_core.pipeline import OFFICIAL_GUIDANCE_SCALE, PhonemeTrack, VSSFlowPipeline
+from ..vssflow_core.flow.guidance import OFFICIAL_GUIDANCE_SCALE
+from ..vssflow_core.pipeline import VSSFlowPipeline
+from ..vssflow_core.text.track import PhonemeTrack
 from . import comfy_bridge
 from .common import CATEGORY, COMPONENTS, LATENT, MODEL, PHONEMES, VISUAL, Latent, on_device
 
@@ -67,7 +69,7 @@ class VSSFlowSampler:
         if speaker_reference is not None and parts.rawnet3 is not None:
             modules.append(parts.rawnet3)
         with on_device(modules, vssflow_model.load_device, vssflow_model.offload_device):
-            pipe = VSSFlowPipeline.from_components(vssflow_model.model, parts)
+            pipe = VSSFlowPipeline(vssflow_model.model, parts)
             speaker = pipe.speaker_embedding(speaker_reference)
             sampled = pipe.sample_windows(visual_features, phone_ids, speaker, batch_size=batch_size, seed=seed,
                                           solver=solver, steps=steps, schedule=schedule,

@@ -18,7 +18,8 @@ from vssflow_core.config import SEQUENCE, VSSFlowConfig
 from vssflow_core.demo import DEMO_CHECKPOINT, demo_available, frontend_config, load_frontends
 from vssflow_core.demo.frontends import (DemoFrontendConfig, GriffinLimVocoder, MelPatchCodec, MotionGridEncoder,
                                          PixelGridEncoder)
-from vssflow_core.pipeline import PipelineComponents, VSSFlowPipeline, load_network, resolve_checkpoint
+from vssflow_core.loading import load_components, load_network, resolve_checkpoint
+from vssflow_core.pipeline import VSSFlowPipeline
 from vssflow_core.train.config import ConfigError, TrainConfig
 
 CFG = DemoFrontendConfig()
@@ -179,7 +180,7 @@ def test_without_a_full_checkpoint_the_demo_is_the_default(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert resolve_checkpoint(None, models_dir=empty) == DEMO_CHECKPOINT
     assert "using the demo model" in caplog.text
-    components = PipelineComponents.load(models_dir=empty, device="cpu")
+    components = load_components(models_dir=empty, device="cpu")
     assert isinstance(components.clip, PixelGridEncoder) and isinstance(components.vocoder, GriffinLimVocoder)
 
 
@@ -205,7 +206,7 @@ def test_a_demo_style_training_checkpoint_loads_with_its_frontends(tmp_path):
     (tmp_path / "frontend.json").write_text(CFG.to_json())
     pipeline = VSSFlowPipeline.load(tmp_path, device="cpu")
     clip, synch, vae, vocoder = load_frontends(CFG)
-    assert type(pipeline.clip) is type(clip) and type(pipeline.vae) is type(vae)
+    assert type(pipeline.components.clip) is type(clip) and type(pipeline.components.vae) is type(vae)
     result = pipeline.generate(frames_with_square(5, count=50), fps=25, solver="euler", steps=2)
     assert result.waveform.shape == (1, 2 * SEQUENCE.sample_rate)
 

@@ -29,7 +29,8 @@ from vssflow_core.flow.solvers import SOLVER_NAMES, make_solver
 from vssflow_core.model.compile import CompiledOrEager
 from vssflow_core.model.dit import apply_rotary, rotary_tables
 from vssflow_core.model.vssflow import Conditions, VSSFlow
-from vssflow_core.pipeline import PipelineComponents, VSSFlowPipeline, load_network
+from vssflow_core.loading import load_components, load_network
+from vssflow_core.pipeline import VSSFlowPipeline
 from vssflow_core.weights.checkpoint import load_vssflow, read_state_dict, save_vssflow, to_official_keys
 
 # Grouped-query cross-attention (4 query heads, 2 key/value heads) and every condition route, at toy widths.
@@ -297,7 +298,7 @@ def test_bfloat16_encoder_features_are_within_two_percent_of_float32(encoder):
 @pytest.mark.parametrize("encoder_dtype", [torch.float32, torch.bfloat16])
 def test_components_load_the_encoders_in_the_chosen_dtype_and_the_rest_in_float32(tmp_path, encoder_dtype):
     paths = build_tiny_components(tmp_path)
-    components = PipelineComponents.load(clip=paths["clip"], synchformer=paths["synchformer"], vae=paths["vae"],
+    components = load_components(clip=paths["clip"], synchformer=paths["synchformer"], vae=paths["vae"],
                                          vocoder=paths["vocoder"], speaker=False, device="cpu",
                                          encoder_dtype=str(encoder_dtype).removeprefix("torch."))
     assert module_dtype(components.clip) == module_dtype(components.synchformer) == encoder_dtype
@@ -362,7 +363,7 @@ def pipe(tmp_path_factory) -> VSSFlowPipeline:
 
 def _pipe_conditions(pipe: VSSFlowPipeline, batch_size: int = 2):
     gen = torch.Generator().manual_seed(6)
-    seq = pipe.sequence
+    seq = pipe.components.sequence
     cfg = pipe.model.cfg
     clip = torch.randn(1, seq.clip_frames, cfg.clip_dim, generator=gen)
     synch = torch.randn(1, seq.synch_segments, seq.synch_tokens_per_segment, cfg.synch_dim, generator=gen)

@@ -23,7 +23,7 @@ from vssflow_core.demo.frontends import PixelGridEncoder
 from vssflow_core.flow.schedules import SCHEDULES
 from vssflow_core.flow.solvers import DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER
 from vssflow_core.media import video_duration
-from vssflow_core.pipeline import load_network
+from vssflow_core.loading import load_network
 from vssflow_core.video.synthetic import make_counter_video
 from workflow_tools import OUR_NODES, REPO_ROOT, load_pack
 

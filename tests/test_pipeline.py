@@ -33,15 +33,12 @@ from vssflow_core.encoders.clip import CLIPVisualEncoder
 from vssflow_core.generate import main as generate_main
 from vssflow_core.flow.solvers import DEFAULT_SOLVER
 from vssflow_core.media.mux import AAC_FRAME_SAMPLES
-from vssflow_core.pipeline import (
-    ClipTooLongError,
-    PipelineConfigError,
-    SamplingProgress,
-    VSSFlowPipeline,
-    check_duration,
-    phoneme_frame_ids,
-    resolve_checkpoint,
-)
+from vssflow_core.components import PipelineComponents, PipelineConfigError
+from vssflow_core.loading import resolve_checkpoint
+from vssflow_core.pipeline import VSSFlowPipeline
+from vssflow_core.results import SamplingProgress
+from vssflow_core.text.track import phoneme_frame_ids
+from vssflow_core.windows import VideoTooLongError, check_duration
 from vssflow_core.video.synthetic import make_counter_video
 from vssflow_core.demo import DEMO_CHECKPOINT
 from vssflow_core.weights.hub import MissingWeightsError
@@ -90,7 +87,7 @@ def fast(**kwargs):
 
 
 def test_visual_features_cover_the_window(pipe, videos):
-    visual = pipe.encode_video(videos["3s"])
+    visual = pipe.components.encode_video(videos["3s"])
     assert visual.clip.shape == (1, 100, 64) and visual.synch.shape == (1, 30, 8, 64)
     assert visual.duration == pytest.approx(3.0) and visual.source_fps == pytest.approx(25.0)
     # past 3 s the window is black, as the official extractors pad: every padded CLIP frame gives the same feature
@@ -103,16 +100,16 @@ def test_in_memory_frames_are_accepted(pipe, videos):
     from vssflow_core.video import sample_frames
 
     decoded = sample_frames(videos["3s"], fps=25, backend="pyav").frames  # [75, 48, 64, 3] uint8
-    visual = pipe.encode_video(decoded.float() / 255, fps=25)
+    visual = pipe.components.encode_video(decoded.float() / 255, fps=25)
     assert visual.duration == pytest.approx(3.0)
     assert visual.clip.shape == (1, 100, 64) and visual.synch.shape == (1, 30, 8, 64)
     # a ComfyUI VIDEO's components (images + frame_rate) give the same features as the same frames with fps
     components = SimpleNamespace(images=decoded.float() / 255, frame_rate=Fraction(25))
-    torch.testing.assert_close(pipe.encode_video(components).clip, visual.clip)
+    torch.testing.assert_close(pipe.components.encode_video(components).clip, visual.clip)
 
 
 def test_a_clip_longer_than_the_window_is_encoded_window_by_window(pipe, videos):
-    visual = pipe.encode_video(videos["12s"])
+    visual = pipe.components.encode_video(videos["12s"])
     assert visual.windows == 2 and visual.plan.starts == (0.0, 2.0) and visual.duration == pytest.approx(12.0)
     assert visual.clip.shape == (2, 100, 64) and visual.synch.shape == (2, 30, 8, 64)
     assert visual.window(1).clip.shape == (1, 100, 64)
@@ -121,8 +118,8 @@ def test_a_clip_longer_than_the_window_is_encoded_window_by_window(pipe, videos)
 
 
 def test_too_long_clip_is_refused_before_encoding(pipe, videos):
-    with pytest.raises(ClipTooLongError, match=r"12\.00 s long, longer than the maximum of 5 s"):
-        pipe.encode_video(videos["12s"], max_duration=5)
+    with pytest.raises(VideoTooLongError, match=r"12\.00 s long, longer than the maximum of 5 s"):
+        pipe.components.encode_video(videos["12s"], max_duration=5)
 
 
 def test_unknown_sampler_names_are_refused_before_the_video_is_read(pipe, tmp_path):
@@ -137,12 +134,12 @@ def test_duration_limit_allows_a_frame_of_slack():
     assert check_duration(3.0) == 3.0
     assert check_duration(10.03) == 10.03  # a "10 s" clip one frame long is generated in one window ...
     assert check_duration(45.0) == 45.0 and check_duration(900.0) == 900.0
-    with pytest.raises(ClipTooLongError, match="longer than the maximum of 900 s"):
+    with pytest.raises(VideoTooLongError, match="longer than the maximum of 900 s"):
         check_duration(900.5)
 
 
 def test_a_frame_past_the_window_is_silence(pipe):
-    waveform = pipe.decode(torch.randn(1, 128, 250), 10.03)  # ... and its last 30 ms are silence
+    waveform = pipe.components.decode(torch.randn(1, 128, 250), 10.03)  # ... and its last 30 ms are silence
     assert waveform.shape == (1, round(10.03 * SR))
     assert waveform[0, 160_000:].abs().max() == 0 and waveform[0, :160_000].abs().max() > 0
 
@@ -176,7 +173,7 @@ def test_speaker_and_lip_conditions(pipe, tmp_path, components):
 
     paths = {k: v for k, v in components.items() if k not in ("checkpoint", "rawnet3")}
     no_speaker = VSSFlowPipeline.load(components["checkpoint"], device="cpu", speaker=False, **paths)
-    assert not no_speaker.has_speaker_encoder
+    assert not no_speaker.components.has_speaker_encoder
     with pytest.raises(ValueError, match="RawNet3"):
         no_speaker.speaker_embedding(ref)
 
@@ -202,13 +199,13 @@ def test_batch_items_keep_their_own_seed(pipe, videos):
 
 def test_output_is_trimmed_to_the_clip_duration(pipe):
     latent = torch.randn(1, 128, 250)
-    assert pipe.decode(latent, 2.5).shape == (1, 40_000)
-    assert pipe.decode(latent).shape == (1, 160_000)  # the whole window
+    assert pipe.components.decode(latent, 2.5).shape == (1, 40_000)
+    assert pipe.components.decode(latent).shape == (1, 160_000)  # the whole window
 
 
 @pytest.mark.parametrize("solver", ["euler", "dopri5"])
 def test_progress_callback_once_per_step(pipe, videos, solver):
-    visual = pipe.encode_video(videos["3s"])
+    visual = pipe.components.encode_video(videos["3s"])
     calls: list[SamplingProgress] = []
     sampled = pipe.sample(pipe.conditions(visual), seed=0, solver=solver, steps=5, callback=calls.append)
     assert len(calls) == sampled.steps > 0
@@ -248,7 +245,8 @@ def test_bfloat16_network_keeps_a_float32_state(components, videos):
 def test_components_that_do_not_fit_are_refused(pipe):
     wide_clip = CLIPVisualEncoder(dataclasses.replace(CLIP_CFG, width=128, heads=2))
     with pytest.raises(PipelineConfigError, match="CLIP gives 128-d"):
-        VSSFlowPipeline(pipe.model, wide_clip, pipe.synchformer, pipe.vae, pipe.vocoder)
+        parts = pipe.components
+        VSSFlowPipeline(pipe.model, PipelineComponents(wide_clip, parts.synchformer, parts.vae, parts.vocoder))
 
 
 def test_load_through_a_models_folder(tmp_path, components, videos, monkeypatch):
@@ -272,11 +270,11 @@ def test_load_through_a_models_folder(tmp_path, components, videos, monkeypatch)
 
     # the registry's shape checks describe the full-size models; these tiny ones only pass with verify=False
     loaded = VSSFlowPipeline.load(models_dir=models, verify=False, device="cpu")
-    assert loaded.has_speaker_encoder and loaded.vae.config == VAE_CFG  # config.json was used
+    assert loaded.components.has_speaker_encoder and loaded.components.vae.config == VAE_CFG  # config.json was used
     assert loaded.generate(videos["3s"], **fast()).waveform.shape == (1, 3 * SR)
 
     (models / "rawnet3" / "rawnet3.safetensors").unlink()
-    assert not VSSFlowPipeline.load(models_dir=models, verify=False, device="cpu").has_speaker_encoder
+    assert not VSSFlowPipeline.load(models_dir=models, verify=False, device="cpu").components.has_speaker_encoder
     with pytest.raises(MissingWeightsError, match="rawnet3"):
         VSSFlowPipeline.load(models_dir=models, verify=False, device="cpu", speaker=True)
     # no full checkpoint anywhere: the shipped demo (its stand-ins need no weights), announced in the log
@@ -298,7 +296,7 @@ def test_converted_checkpoint_folder_supplies_its_frozen_components(tmp_path, co
     _save(MelVAE(vae_cfg), folder / COMPONENT_FILES["vae"])
 
     loaded = VSSFlowPipeline.load(folder, synchformer=components["synchformer"], speaker=False, device="cpu")
-    assert loaded.vae.config == vae_cfg and loaded.clip.config.width == 64
+    assert loaded.components.vae.config == vae_cfg and loaded.components.clip.config.width == 64
     assert loaded.generate(videos["3s"], **fast()).waveform.shape == (1, 3 * SR)
 
 

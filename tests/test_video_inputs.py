@@ -14,7 +14,7 @@ import torch
 
 from test_media_mux import decoded_audio, make_video_with_audio, video_packet_digest
 from vssflow_core.media import materialize_video, video_duration, write_frames_video
-from vssflow_core.pipeline import ClipTooLongError
+from vssflow_core.windows import VideoTooLongError
 from vssflow_core.video import (InvalidFrameRateError, open_video, preview_frames, resolve_video_input,
                                 video_file_of)
 from vssflow_core.video.synthetic import make_counter_video, read_counter
@@ -94,7 +94,7 @@ def test_other_videos_are_read_from_their_components(clips):
 
 def test_clip_longer_than_the_maximum_is_refused_early(clips):
     assert resolve_video_input(path=clips["long"]).duration == pytest.approx(11.0)  # windows cover it
-    with pytest.raises(ClipTooLongError, match="11.00 s long, longer than the maximum of 5 s"):
+    with pytest.raises(VideoTooLongError, match="11.00 s long, longer than the maximum of 5 s"):
         resolve_video_input(path=clips["long"], max_duration=5)
     assert resolve_video_input(path=clips["long"], sequence=None, max_duration=5).duration == pytest.approx(11.0)
 

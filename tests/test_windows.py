@@ -18,7 +18,9 @@ import torch
 from tiny_models import build_tiny_components
 from vssflow_core.config import SEQUENCE, WINDOWS
 from vssflow_core.flow.solvers import make_solver
-from vssflow_core.pipeline import SamplingProgress, VSSFlowPipeline, phoneme_frame_ids
+from vssflow_core.pipeline import VSSFlowPipeline
+from vssflow_core.results import SamplingProgress
+from vssflow_core.text.track import phoneme_frame_ids
 from vssflow_core.video import FrameSource, open_video, preview_frames, resolve_video_input
 from vssflow_core.windows import (AudioJoiner, ContinuedVelocity, VideoTooLongError, check_duration, plan_windows,
                                   window_progress, window_seed)
@@ -248,9 +250,9 @@ def test_forty_five_seconds_give_forty_five_seconds_of_audio(pipe, long_video, w
 
 
 def test_each_window_continues_the_one_before(pipe, long_video):
-    visual = pipe.encode_video(long_video)
+    visual = pipe.components.encode_video(long_video)
     assert visual.windows == 6 and visual.clip.shape[0] == 6
-    phone_ids = pipe.phoneme_ids(HELLO, 8.0, 12.0, visual.duration)
+    phone_ids = phoneme_frame_ids(HELLO, 8.0, 12.0, visual.duration)
     sampled = pipe.sample_windows(visual, phone_ids, seed=3, **fast())
     latent, plan = sampled.latent, sampled.plan
     assert latent.shape == (1, 6, 128, 250) and sampled.steps == 12
@@ -259,7 +261,7 @@ def test_each_window_continues_the_one_before(pipe, long_video):
         torch.testing.assert_close(latent[:, k, :, :overlap], latent[:, k - 1, :, 250 - overlap:], atol=1e-5, rtol=0)
     # the streaming generate() is the same computation, one window at a time
     streamed = pipe.generate(long_video, HELLO, speech_start=8.0, speech_end=12.0, seed=3, **fast())
-    torch.testing.assert_close(pipe.decode(latent, visual.duration, plan), streamed.waveform)
+    torch.testing.assert_close(pipe.components.decode(latent, visual.duration, plan), streamed.waveform)
     # crossfade: each window is sampled on its own, the first exactly as a single-window generation would be
     independent = pipe.sample_windows(dataclasses.replace(visual, plan=plan_windows(45.0, windows=CROSSFADE)),
                                       phone_ids, seed=3, **fast())

@@ -56,3 +56,8 @@ def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device | str) -
             raise ValueError(f"unknown dtype '{dtype}'; choose auto, float32 or bfloat16")
         return getattr(torch, dtype)
     return dtype
+
+
+def default_device() -> torch.device:
+    """The device to compute on when none is chosen: CUDA when available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

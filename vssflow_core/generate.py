@@ -163,8 +163,10 @@ class _ProgressBar:
 
 def run(args: argparse.Namespace) -> int:
     from .media import atomic_output, mux_audio, write_audio
-    from .pipeline import VSSFlowPipeline, check_duration, phoneme_frame_ids
+    from .pipeline import VSSFlowPipeline
+    from .text.track import phoneme_frame_ids
     from .video import as_frame_source
+    from .windows import check_duration
 
     _check_args(args)
     # Cheap checks first: the video opens and is not too long, the transcript is pronounceable in its window.
@@ -197,11 +199,11 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         if args.output:
             tmp_video = stack.enter_context(atomic_output(args.output))
-            mux_audio(args.video, waveform, pipe.sample_rate, tmp_video, mix_original=args.mix_original,
+            mux_audio(args.video, waveform, audio.sample_rate, tmp_video, mix_original=args.mix_original,
                       original_gain=args.original_gain, generated_gain=args.generated_gain, overwrite=True)
         if args.wav:
             tmp_audio = stack.enter_context(atomic_output(args.wav))
-            write_audio(tmp_audio, waveform, pipe.sample_rate, overwrite=True)
+            write_audio(tmp_audio, waveform, audio.sample_rate, overwrite=True)
     written = " and ".join(p for p in (args.output, args.wav) if p)
     print(f"wrote {written}: {audio.duration:.2f} s, seed {args.seed}, {args.solver} {audio.steps} steps / "
           f"{audio.evaluations} evaluations, {time.perf_counter() - started:.1f} s")

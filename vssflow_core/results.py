@@ -1,0 +1,81 @@
+"""What the generation stages hand on: visual features window by window, sampling progress, sampled latents and the
+generated audio."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from .flow.solvers import DEFAULT_SOLVER
+from .windows import WindowPlan
+
+__all__ = ["GeneratedAudio", "ProgressCallback", "SampledLatent", "SamplingProgress", "VisualFeatures"]
+
+
+@dataclass
+class VisualFeatures:
+    """What the frozen visual encoders say about one clip, window by window (one window for a clip of 10 s or less).
+
+    The first axis of ``clip`` and ``synch`` is the window: ``[1, ...]`` is the single window of a short clip.
+    """
+
+    clip: torch.Tensor  # [windows, 100, clip_dim] CLIP CLS tokens at 10 fps (black frames past the clip's end)
+    synch: torch.Tensor  # [windows, 30, 8, synch_dim] Synchformer tokens, 24 per second
+    duration: float  # seconds of the clip, what the output is cut to
+    source_fps: float  # the source's average frame rate, for reference
+    plan: WindowPlan | None = None  # where the windows lie; None: the one window at 0
+
+    def __post_init__(self) -> None:
+        if self.plan is None:
+            self.plan = WindowPlan(self.duration, (0.0,))
+        if self.clip.shape[0] != self.plan.count or self.synch.shape[0] != self.plan.count:
+            raise ValueError(f"visual features of {self.clip.shape[0]} window(s) for a plan of {self.plan.count}")
+
+    @property
+    def windows(self) -> int:
+        return self.plan.count
+
+    def window(self, k: int) -> "VisualFeatures":
+        """The features of window ``k`` alone (what :meth:`VSSFlowPipeline.conditions` takes)."""
+        return VisualFeatures(clip=self.clip[k:k + 1], synch=self.synch[k:k + 1], duration=self.duration,
+                              source_fps=self.source_fps)
+
+
+@dataclass(frozen=True)
+class SamplingProgress:
+    """Handed to the progress callback after every accepted solver step."""
+
+    step: int  # accepted steps so far
+    total_steps: int | None  # fixed-step solvers: their step count; dopri5: None (it adapts)
+    t: float  # flow time reached: 0 is noise, 1 is done, so it is also the fraction of the work
+    evaluations: int  # guided-velocity evaluations so far (each one network pass over [uncond ; cond] by default)
+
+
+ProgressCallback = Callable[[SamplingProgress], None]
+
+
+@dataclass
+class SampledLatent:
+    latent: torch.Tensor  # [B, latent_channels, L] packed VAE latent, float32; [B, windows, latent_channels, L]
+    seeds: list[int]  # the seed of every batch item (in the first window)
+    solver: str
+    steps: int  # accepted solver steps (over all windows)
+    evaluations: int  # guided-velocity evaluations (each one network pass over [uncond ; cond] by default)
+    plan: WindowPlan | None = None  # the windows of a windowed latent
+
+
+@dataclass
+class GeneratedAudio:
+    waveform: torch.Tensor  # [B, samples] float32 on the CPU, in [-1, 1]
+    sample_rate: int
+    duration: float
+    seeds: list[int] = field(default_factory=list)
+    solver: str = DEFAULT_SOLVER
+    steps: int = 0
+    evaluations: int = 0
+
+    def as_comfy_audio(self) -> dict[str, Any]:
+        """ComfyUI's AUDIO value: ``{"waveform": [B, channels=1, samples], "sample_rate": int}``."""
+        return {"waveform": self.waveform.unsqueeze(1), "sample_rate": self.sample_rate}
