@@ -257,6 +257,17 @@ def test_cancel_stops_video_decoding_within_one_frame(tmp_path):
     assert decoded == [0, 1, 2, 3, 4]
 
 
+def test_cancel_stops_the_scan_of_a_long_video_within_one_packet(tmp_path):
+    from vssflow_core.video import open_video
+    from vssflow_core.video.synthetic import make_counter_video
+
+    path = make_counter_video(tmp_path / "counter.mp4", num_frames=40)
+    checks = CancelAfter(3)
+    with interrupt_check(checks), pytest.raises(Cancelled):
+        open_video(path, backend="pyav")  # reads every packet's timestamp before the first frame is decoded
+    assert checks.calls == 4
+
+
 def test_cancel_during_the_mux_leaves_no_output(tmp_path):
     from vssflow_core.media.mux import mux_audio
     from vssflow_core.video.synthetic import make_counter_video

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from ..progress import check_interrupted
 from .errors import (
     CorruptVideoError,
     InvalidFrameRateError,
@@ -146,6 +147,7 @@ def scan_packets(path: str | os.PathLike) -> PacketScan:
             stream = container.streams.video[0]
             time_base = stream.time_base
             for packet in container.demux(stream):
+                check_interrupted()  # per packet: an hour of video has ~100,000 of them
                 if packet.size == 0:  # the demuxer's end-of-stream marker
                     continue
                 count += 1
@@ -259,6 +261,7 @@ class PyAVReader(FrameSource):
         first = None
         try:
             for packet in container.demux(stream):
+                check_interrupted()
                 if packet.size == 0 or packet.is_discard:  # end-of-stream marker; edit-list leftovers never shown
                     continue
                 if packet.pts is None:
@@ -305,6 +308,7 @@ class PyAVReader(FrameSource):
             stream.thread_type = "AUTO"
             try:
                 for frame in container.decode(stream):
+                    check_interrupted()
                     stamps.append(frame.pts)
             except av.error.FFmpegError:
                 pass  # a damaged tail: keep the frames decoded before it
@@ -346,6 +350,7 @@ class PyAVReader(FrameSource):
                 if seek:
                     container.seek(min(wanted), stream=stream, backward=True, any_frame=False)
                 for frame in container.decode(stream):
+                    check_interrupted()  # per decoded frame, also those decoded only to reach a wanted one
                     pts = frame.pts
                     if pts in wanted:
                         yield wanted.pop(pts), rgb_uint8(frame.to_ndarray(format="rgb24"))
@@ -365,6 +370,7 @@ class PyAVReader(FrameSource):
             stream.thread_type = "AUTO"
             try:
                 for i, frame in enumerate(container.decode(stream)):
+                    check_interrupted()
                     if i in wanted:
                         yield i, rgb_uint8(frame.to_ndarray(format="rgb24"))
                     if i >= last:
