@@ -4,7 +4,8 @@ A small real MP4 (H.264 with B-frames, so it has ``ctts`` and an edit list, plus
 numbers in its index boxes (``stts``, ``ctts``, ``stsz``, ``stco``, ``stsc``, ``stss``, ``elst``, the ``mvhd``/
 ``mdhd``/``tkhd`` durations and time scales) are overwritten with hostile values, systematically and then by a seeded
 random search.  Every case is opened by one long-lived reader process, as a ComfyUI server would open it: resolving
-the input, sampling frames with the automatic and the decord reader, and reading the muxer's duration.  The test
+the input, sampling frames with the automatic and the decord reader, reading the muxer's duration and planning the
+output video.  The test
 asserts that this process is alive after every case (no signal such as decord's ``std::bad_alloc`` abort), that it
 never hangs, and that every failure is one of our errors, naming the file.
 """
@@ -19,7 +20,10 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+from typing import Iterator
+
 import numpy as np
+import pytest
 
 from mp4_boxes import Field, field, index_fields
 
@@ -36,6 +40,9 @@ HOSTILE = (0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0x00FFFFFF)
 OUR_ERRORS = {"CorruptVideoError", "TruncatedVideoError", "NotAVideoError", "NoVideoStreamError",
               "InvalidFrameRateError", "VideoBackendError"}
 LENGTH_LIMIT = "VideoTooLongError"
+# What the reader process does with each file: resolve it as an input, sample it with the automatic and the decord
+# reader, read its duration as the muxer does, and plan the output video.
+STEPS = ["resolve", "auto", "decord", "mux", "plan"]
 
 
 def small_mp4(path: Path, seconds: float = 1.0, fps: int = 10) -> bytes:
@@ -114,48 +121,49 @@ class ReaderProcess:
             self.proc.wait(timeout=30)
 
 
-def test_fuzzed_index_boxes_never_take_the_process_down(tmp_path: Path) -> None:
-    data = small_mp4(tmp_path / "clip.mp4")
-    reader = ReaderProcess()
-    deaths, foreign = [], []
-    try:
-        assert reader.open(tmp_path / "clip.mp4") == [["resolve", "ok", ""], ["auto", "ok", ""],
-                                                    ["decord", "ok", ""], ["mux", "ok", ""]]
-        for k, (name, mutated) in enumerate(cases(data)):
-            path = tmp_path / f"case{k}.mp4"
-            path.write_bytes(mutated)
-            reports = reader.open(path)
-            if isinstance(reports, str):
-                deaths.append(f"{name}: {reports}")
-                reader = ReaderProcess()
-                continue
-            for what, outcome, message in reports:
-                if outcome in ("ok", LENGTH_LIMIT):
-                    continue
-                if outcome not in OUR_ERRORS or str(path) not in message:
-                    foreign.append(f"{name} ({what}): {outcome}: {message}")
-            path.unlink()
-    finally:
-        reader.close()
-    assert not deaths, "\n".join(deaths)
-    assert not foreign, "\n".join(foreign)
+@pytest.fixture(scope="module")
+def reader() -> Iterator[list[ReaderProcess]]:
+    """The reader process, in a list so that a test can replace one that died."""
+    box = [ReaderProcess()]
+    yield box
+    box[0].close()
 
 
-def test_a_huge_stts_sample_count_is_read_from_its_packets(tmp_path: Path) -> None:
+def test_a_huge_stts_sample_count_is_read_from_its_packets(reader, tmp_path: Path) -> None:
     # The case the sweep found: decord 0.6 sized its tables from this count and aborted with std::bad_alloc.
     data = small_mp4(tmp_path / "clip.mp4")
     crafted = field(data, "trak0/stts.entry0.0").write(data, 0x7FFFFFFF)
     (tmp_path / "crafted.mp4").write_bytes(crafted)
-    reader = ReaderProcess()
-    try:
-        reports = reader.open(tmp_path / "crafted.mp4")
-    finally:
-        reader.close()
+    reports = reader[0].open(tmp_path / "crafted.mp4")
+    if isinstance(reports, str):
+        reader[0] = ReaderProcess()
     assert not isinstance(reports, str), reports
     outcomes = {what: (outcome, message) for what, outcome, message in reports}
     assert outcomes["auto"][0] == "ok"  # PyAV reads the ten frames that are there
     assert outcomes["decord"][0] == "CorruptVideoError"
     assert "lists 2147483647 frames but the file holds only 10" in outcomes["decord"][1]
+
+
+def test_fuzzed_index_boxes_never_take_the_process_down(reader, tmp_path: Path) -> None:
+    data = small_mp4(tmp_path / "clip.mp4")
+    deaths, foreign = [], []
+    assert reader[0].open(tmp_path / "clip.mp4") == [[step, "ok", ""] for step in STEPS]
+    for k, (name, mutated) in enumerate(cases(data)):
+        path = tmp_path / f"case{k}.mp4"
+        path.write_bytes(mutated)
+        reports = reader[0].open(path)
+        if isinstance(reports, str):
+            deaths.append(f"{name}: {reports}")
+            reader[0] = ReaderProcess()
+            continue
+        for what, outcome, message in reports:
+            if outcome in ("ok", LENGTH_LIMIT):
+                continue
+            if outcome not in OUR_ERRORS or str(path) not in message:
+                foreign.append(f"{name} ({what}): {outcome}: {message}")
+        path.unlink()
+    assert not deaths, "\n".join(deaths)
+    assert not foreign, "\n".join(foreign)
 
 
 def test_the_fuzzed_file_holds_every_box_the_fuzzing_targets(tmp_path: Path) -> None:
@@ -174,6 +182,7 @@ def _worker() -> None:
     import torch
 
     from vssflow_core.media import video_duration
+    from vssflow_core.media.output_plan import plan_output
     from vssflow_core.video import resolve_video_input, sample_frames
 
     torch.set_num_threads(1)
@@ -182,7 +191,9 @@ def _worker() -> None:
         "auto": lambda p: sample_frames(p, 10, (16, 16), backend="auto", duration=1.0),
         "decord": lambda p: sample_frames(p, 10, (16, 16), backend="decord", duration=1.0),
         "mux": lambda p: video_duration(p),
+        "plan": lambda p: plan_output(p, Path(p).with_name("out.mp4")),
     }
+    assert list(steps) == STEPS
     for line in sys.stdin:
         path = line.rstrip("\n")
         reports = []
