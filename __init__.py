@@ -1,13 +1,14 @@
 """ComfyUI-VSSFlow: sound effects and lip-synced speech for silent video, as ComfyUI nodes.
 
-ComfyUI imports this file from ``custom_nodes/`` as a package and reads the two mappings and the web folder from it.
+ComfyUI imports this file from ``custom_nodes/`` as a package and reads ``comfy_entrypoint`` (the V3 node API) and
+the web folder from it. It must not export ``NODE_CLASS_MAPPINGS``: ComfyUI's loader takes that first and then never
+calls the entry point.
 """
 
 WEB_DIRECTORY = "./web"
 
 if __package__:
-    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+    from .nodes import comfy_entrypoint
+    __all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]
 else:  # imported bare (pytest collecting a checkout whose folder name is not a Python name): no package, no nodes
-    NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = {}, {}
-
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
+    __all__ = ["WEB_DIRECTORY"]

@@ -1,10 +1,14 @@
-"""The ComfyUI nodes: thin wrappers over ``vssflow_core``, one module per stage, in the classic (V1) node API.
+"""The ComfyUI nodes: thin wrappers over ``vssflow_core``, one module per stage, in the V3 node API (``comfy_api``,
+pinned to ``v0_0_2``; a stand-in outside ComfyUI), registered through :func:`comfy_entrypoint`.
 
 The graph: VSSFlow Checkpoint Loader + VSSFlow Components Loader; VideoLoader@10fps -> Visual Encoder; Phoneme
-Tokenizer; FlowDiT Sampler -> Vocoder Decode -> Audio Mux.
+Tokenizer; FlowDiT Sampler -> Vocoder Decode -> Audio Mux. Add Sound to Video runs the same steps in one node.
+The node ids and input names are the V1 pack's, so workflows saved before the port load unchanged.
 """
 
 from . import comfy_bridge
+from .add_sound import VSSFlowAddSoundToVideo
+from .comfy_bridge import ComfyExtension
 from .decode import VSSFlowVocoderDecode
 from .loaders import VSSFlowCheckpointLoader, VSSFlowComponentsLoader
 from .mux import VSSFlowAudioMux
@@ -15,25 +19,28 @@ from .visual_encoder import VSSFlowVisualEncoder
 
 comfy_bridge.register_model_folder()
 
-NODE_CLASS_MAPPINGS: dict[str, type] = {
-    "VSSFlowCheckpointLoader": VSSFlowCheckpointLoader,
-    "VSSFlowComponentsLoader": VSSFlowComponentsLoader,
-    "VSSFlowVideoLoader": VSSFlowVideoLoader,
-    "VSSFlowPhonemeTokenizer": VSSFlowPhonemeTokenizer,
-    "VSSFlowVisualEncoder": VSSFlowVisualEncoder,
-    "VSSFlowSampler": VSSFlowSampler,
-    "VSSFlowVocoderDecode": VSSFlowVocoderDecode,
-    "VSSFlowAudioMux": VSSFlowAudioMux,
-}
-NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
-    "VSSFlowCheckpointLoader": "VSSFlow Checkpoint Loader",
-    "VSSFlowComponentsLoader": "VSSFlow Components Loader",
-    "VSSFlowVideoLoader": "VideoLoader@10fps (VSSFlow)",
-    "VSSFlowPhonemeTokenizer": "Phoneme Tokenizer (VSSFlow)",
-    "VSSFlowVisualEncoder": "Visual Encoder (VSSFlow)",
-    "VSSFlowSampler": "FlowDiT Sampler (VSSFlow)",
-    "VSSFlowVocoderDecode": "Vocoder Decode (VSSFlow)",
-    "VSSFlowAudioMux": "Audio Mux (VSSFlow)",
-}
+NODES: list[type] = [
+    VSSFlowCheckpointLoader,
+    VSSFlowComponentsLoader,
+    VSSFlowVideoLoader,
+    VSSFlowPhonemeTokenizer,
+    VSSFlowVisualEncoder,
+    VSSFlowSampler,
+    VSSFlowVocoderDecode,
+    VSSFlowAudioMux,
+    VSSFlowAddSoundToVideo,
+]
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+
+class VSSFlowExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type]:
+        return list(NODES)
+
+
+async def comfy_entrypoint() -> VSSFlowExtension:
+    """What ComfyUI calls to register the nodes (a pack must not also export NODE_CLASS_MAPPINGS: ComfyUI then
+    reads that and never calls this)."""
+    return VSSFlowExtension()
+
+
+__all__ = ["NODES", "comfy_entrypoint"]

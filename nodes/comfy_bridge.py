@@ -18,6 +18,10 @@ import torch
 
 MODEL_FOLDER = "vssflow"  # models/vssflow/, the folder_paths name of our model files
 MODEL_EXTENSIONS = {".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin"}
+# The example clips shipped with the pack, offered by the VideoLoader as demo_videos/<name> (so the shipped templates
+# run on a fresh install, with nothing copied into the input folder).
+DEMO_VIDEOS_DIR = Path(__file__).resolve().parents[1] / "demo_videos"
+DEMO_VIDEO_PREFIX = "demo_videos/"
 
 try:  # ComfyUI's modules exist only inside a ComfyUI process
     import folder_paths  # type: ignore[import-not-found]
@@ -29,6 +33,12 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     model_management = None
     comfy_utils = None
+
+try:  # the V3 node API, pinned to a versioned release (comfy_api.latest moves with every ComfyUI version)
+    from comfy_api.v0_0_2 import ComfyExtension, io, ui  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the environment
+    from .v3_standin import ComfyExtension, io  # noqa: F401  (re-exported for the node modules)
+    ui = None
 
 IN_COMFYUI = folder_paths is not None
 
@@ -128,25 +138,35 @@ def input_videos() -> list[str]:
     return [f for f in files if Path(f).suffix.lower() in {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif"}]
 
 
+def demo_videos() -> list[str]:
+    """The pack's example clips, as the VideoLoader lists them (``demo_videos/<name>``)."""
+    if not DEMO_VIDEOS_DIR.is_dir():
+        return []
+    return [DEMO_VIDEO_PREFIX + p.name for p in sorted(DEMO_VIDEOS_DIR.glob("*.mp4"))]
+
+
 def input_file(name: str) -> Path:
-    """The path of a file chosen from the input folder (ComfyUI's annotated names such as ``x.mp4 [output]`` too)."""
+    """The path of a file chosen from the input folder (ComfyUI's annotated names such as ``x.mp4 [output]`` too) or
+    of one of the pack's demo clips."""
+    if name in demo_videos():
+        return DEMO_VIDEOS_DIR / name[len(DEMO_VIDEO_PREFIX):]
     if folder_paths is not None:
         return Path(folder_paths.get_annotated_filepath(name))
     return input_dir() / name
 
 
-def save_path(filename_prefix: str) -> tuple[Path, str, int, str]:
-    """``(folder, file name stem, first free counter, subfolder)`` for a prefix such as ``vssflow/VSSFlow``, the way
-    ComfyUI's save nodes name their files (``<stem>_00001_.mp4``)."""
+def save_path(filename_prefix: str, folder_type: str = "output") -> tuple[Path, str, int, str]:
+    """``(folder, file name stem, first free counter, subfolder)`` for a prefix such as ``vssflow/VSSFlow`` in the
+    output (or temp) folder, the way ComfyUI's save nodes name their files (``<stem>_00001_.mp4``)."""
+    root = _folder(folder_type)
     if folder_paths is not None:
-        folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix,
-                                                                               str(output_dir()))
+        folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, str(root))
         return Path(folder), stem, counter, subfolder
     subfolder = os.path.dirname(os.path.normpath(filename_prefix))
     stem = os.path.basename(os.path.normpath(filename_prefix))
-    folder = output_dir() / subfolder
-    if not folder.resolve().is_relative_to(output_dir().resolve()):
-        raise ValueError(f"the filename prefix {filename_prefix!r} points outside the output folder")
+    folder = root / subfolder
+    if not folder.resolve().is_relative_to(root.resolve()):
+        raise ValueError(f"the filename prefix {filename_prefix!r} points outside the {folder_type} folder")
     folder.mkdir(parents=True, exist_ok=True)
     used = [int(p.name[len(stem) + 1:].split("_")[0]) for p in folder.iterdir()
             if p.name.startswith(stem + "_") and p.name[len(stem) + 1:].split("_")[0].isdigit()]
@@ -265,6 +285,44 @@ def video_from_frames(images: torch.Tensor, frame_rate: float | Fraction, audio:
         return _FramesVideo(images, rate, audio)
     InputImpl, Types = api
     return InputImpl.VideoFromComponents(Types.VideoComponents(images=images, frame_rate=rate, audio=audio))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Node runs: hidden inputs and previews
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def prompt_server() -> Any:
+    """ComfyUI's running server (``server.PromptServer.instance``, where routes are added); None outside ComfyUI."""
+    try:
+        from server import PromptServer  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return getattr(PromptServer, "instance", None)
+
+
+def node_id(cls: type) -> str | None:
+    """The id of the node being run (ComfyUI fills ``hidden`` on its per-run copy of a V3 class; None elsewhere)."""
+    hidden = getattr(cls, "hidden", None)
+    return None if hidden is None else hidden.unique_id
+
+
+def preview_audio(audio: dict, cls: type) -> dict:
+    """The ``ui`` entry that gives the node one audio player per batch item: ``{"audio": [file, ...]}`` in the temp
+    folder (ComfyUI's own preview helper inside ComfyUI, wav files written here outside it)."""
+    if ui is not None:
+        return ui.PreviewAudio(audio, cls=cls).as_dict()
+    from ..vssflow_core.media import write_audio
+
+    folder = temp_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    items = []
+    for waveform in audio["waveform"]:
+        handle, name = tempfile.mkstemp(prefix="vssflow_preview_", suffix=".wav", dir=folder)
+        os.close(handle)
+        write_audio(name, waveform, int(audio["sample_rate"]), overwrite=True)
+        items.append({"filename": Path(name).name, "subfolder": "", "type": "temp"})
+    return {"audio": items}
 
 
 # --------------------------------------------------------------------------------------------------------------------

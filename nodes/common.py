@@ -22,6 +22,12 @@ VIDEO_SOURCE = "VSSFLOW_VIDEO"
 VISUAL = "VSSFLOW_VISUAL"
 PHONEMES = "VSSFLOW_PHONEMES"
 LATENT = "VSSFLOW_LATENT"
+# ... as V3 socket types
+ModelType, ComponentsType, VideoSourceType, VisualType, PhonemesType, LatentType = (
+    comfy_bridge.io.Custom(name) for name in (MODEL, COMPONENTS, VIDEO_SOURCE, VISUAL, PHONEMES, LATENT))
+
+# What people type in the node search for this kind of model (the node names say "VSSFlow").
+SEARCH_ALIASES = ["foley", "video to audio", "sound effects", "dubbing", "lip sync", "text to speech"]
 
 DEVICES = ["auto", "cpu"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

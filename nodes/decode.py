@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
-from .common import CATEGORY, COMPONENTS, LATENT, on_device
+from . import comfy_bridge
+from .comfy_bridge import io
+from .common import CATEGORY, ComponentsType, LatentType, on_device
 
 
-class VSSFlowVocoderDecode:
-    DESCRIPTION = ("Decodes the sampled latents to sound: the VAE gives a log-mel spectrogram, the HiFi-GAN vocoder a "
-                   "16 kHz waveform, cut to exactly the clip's duration.")
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("AUDIO",)
-    RETURN_NAMES = ("audio",)
-    OUTPUT_TOOLTIPS = ("16 kHz mono audio, one item per batch take, exactly as long as the clip.",)
-    FUNCTION = "decode"
+class VSSFlowVocoderDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VSSFlowVocoderDecode", display_name="Vocoder Decode (VSSFlow)", category=CATEGORY,
+            description="Decodes the sampled latents to sound: the VAE gives a log-mel spectrogram, the HiFi-GAN "
+                        "vocoder a 16 kHz waveform, cut to exactly the clip's duration. Each take gets its own "
+                        "player on the node.",
+            inputs=[ComponentsType.Input("vssflow_components", tooltip="From the VSSFlow Components Loader."),
+                    LatentType.Input("latent", tooltip="From the FlowDiT Sampler.")],
+            outputs=[io.Audio.Output("audio", tooltip="16 kHz mono audio, one item per batch take, exactly as long as "
+                                                      "the clip.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "vssflow_components": (COMPONENTS, {"tooltip": "From the VSSFlow Components Loader."}),
-                "latent": (LATENT, {"tooltip": "From the FlowDiT Sampler."}),
-            }
-        }
+    def execute(cls, vssflow_components, latent) -> io.NodeOutput:
+        audio = decode_audio(vssflow_components, latent)
+        return io.NodeOutput(audio, ui=comfy_bridge.preview_audio(audio, cls))
 
-    def decode(self, vssflow_components, latent):
-        parts = vssflow_components.components
-        with on_device([parts.vae, parts.vocoder], vssflow_components.load_device, vssflow_components.offload_device):
-            waveform = parts.decode(latent.latent, latent.duration, latent.plan)  # [B, samples], float32 on the CPU
-        return ({"waveform": waveform.unsqueeze(1).contiguous(), "sample_rate": parts.sample_rate},)
+
+def decode_audio(vssflow_components, latent) -> dict:
+    """The decoder's work (also done by Add Sound to Video): a ComfyUI AUDIO ``[takes, 1, samples]``."""
+    parts = vssflow_components.components
+    with on_device([parts.vae, parts.vocoder], vssflow_components.load_device, vssflow_components.offload_device):
+        waveform = parts.decode(latent.latent, latent.duration, latent.plan)  # [B, samples], float32 on the CPU
+    return {"waveform": waveform.unsqueeze(1).contiguous(), "sample_rate": parts.sample_rate}

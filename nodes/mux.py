@@ -7,71 +7,79 @@ import tempfile
 
 from ..vssflow_core.media import MuxError, atomic_output, materialize_video, mux_audio, write_audio
 from . import comfy_bridge
+from .comfy_bridge import io
 from .common import CATEGORY
 
 
-class VSSFlowAudioMux:
-    DESCRIPTION = ("Puts the generated sound on the video and saves it in the output folder as <prefix>_00001_.mp4 "
-                   "(the picture copied unchanged when the video is a file, else encoded as H.264), with the sound "
-                   "alone as <prefix>_00001_.wav. Existing files are never overwritten. With mix_original the video's "
-                   "own sound is kept under the new one. One file per batch take.")
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("VIDEO",)
-    RETURN_NAMES = ("video",)
-    OUTPUT_TOOLTIPS = ("The saved video with its new sound (the first take when there are several).",)
-    OUTPUT_NODE = True
-    FUNCTION = "mux"
+class VSSFlowAudioMux(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VSSFlowAudioMux", display_name="Audio Mux (VSSFlow)", category=CATEGORY,
+            description="Puts the generated sound on the video and saves it in the output folder as "
+                        "<prefix>_00001_.mp4 (the picture copied unchanged when the video is a file, else encoded as "
+                        "H.264), with the sound alone as <prefix>_00001_.wav, and shows the video. Existing files "
+                        "are never overwritten. With mix_original the video's own sound is kept under the new one. "
+                        "One file per batch take.",
+            inputs=[
+                io.Video.Input("video", tooltip="The clip (VideoLoader@10fps's video output, or any VIDEO)."),
+                io.Audio.Input("audio", tooltip="The sound to put on it (Vocoder Decode's output, or any AUDIO)."),
+                io.String.Input("filename_prefix", default="vssflow/VSSFlow",
+                                tooltip="Where to save, inside the output folder."),
+                io.Boolean.Input("mix_original", default=False,
+                                 tooltip="Keep the video's own sound, mixed under the new one."),
+                io.Float.Input("original_gain", default=1.0, min=0.0, max=4.0, step=0.05,
+                               tooltip="Linear gain of the video's own sound in the mix."),
+                io.Float.Input("generated_gain", default=1.0, min=0.0, max=4.0, step=0.05,
+                               tooltip="Linear gain of the new sound in the mix."),
+            ],
+            outputs=[io.Video.Output("video", tooltip="The saved video with its new sound (the first take when "
+                                                      "there are several).")],
+            is_output_node=True,
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "video": ("VIDEO", {"tooltip": "The clip (VideoLoader@10fps's video output, or any VIDEO)."}),
-                "audio": ("AUDIO", {"tooltip": "The sound to put on it (Vocoder Decode's output, or any AUDIO)."}),
-                "filename_prefix": ("STRING", {"default": "vssflow/VSSFlow",
-                                               "tooltip": "Where to save, inside the output folder."}),
-                "mix_original": ("BOOLEAN", {"default": False,
-                                             "tooltip": "Keep the video's own sound, mixed under the new one."}),
-                "original_gain": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 4.0, "step": 0.05,
-                                            "tooltip": "Linear gain of the video's own sound in the mix."}),
-                "generated_gain": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 4.0, "step": 0.05,
-                                             "tooltip": "Linear gain of the new sound in the mix."}),
-            }
-        }
+    def execute(cls, video, audio, filename_prefix: str, mix_original: bool, original_gain: float,
+                generated_gain: float) -> io.NodeOutput:
+        ui, first = mux_and_save(video, audio, filename_prefix, mix_original, original_gain, generated_gain)
+        return io.NodeOutput(first, ui=ui)
 
-    def mux(self, video, audio, filename_prefix: str, mix_original: bool, original_gain: float,
-            generated_gain: float):
-        waveforms, rate = audio["waveform"], int(audio["sample_rate"])
-        if waveforms.ndim != 3 or waveforms.shape[0] == 0:
-            raise ValueError(f"the AUDIO waveform must be [batch, channels, samples], got {tuple(waveforms.shape)}")
-        temp = comfy_bridge.temp_dir()
-        temp.mkdir(parents=True, exist_ok=True)
-        folder, stem, counter, subfolder = comfy_bridge.save_path(filename_prefix)
-        videos, sounds, saved = [], [], []
-        with tempfile.TemporaryDirectory(prefix="vssflow_mux_", dir=temp) as scratch:
-            source = materialize_video(video, scratch)
-            for item in waveforms:
-                while True:
-                    name = f"{stem}_{counter:05}_"
-                    mp4, wav = folder / f"{name}.mp4", folder / f"{name}.wav"
-                    counter += 1
-                    try:
-                        with contextlib.ExitStack() as stack:  # both files appear together, or neither
-                            tmp_mp4 = stack.enter_context(atomic_output(mp4))
-                            tmp_wav = stack.enter_context(atomic_output(wav))
-                            try:
-                                mux_audio(source, item, rate, tmp_mp4, mix_original=mix_original,
-                                          original_gain=original_gain, generated_gain=generated_gain, overwrite=True)
-                            except MuxError:  # a picture mp4 cannot hold as it is (e.g. ProRes): encode it as H.264
-                                source = materialize_video(video, scratch, "reencoded.mp4", reencode=True)
-                                mux_audio(source, item, rate, tmp_mp4, mix_original=mix_original,
-                                          original_gain=original_gain, generated_gain=generated_gain, overwrite=True)
-                            write_audio(tmp_wav, item, rate, overwrite=True)
-                    except FileExistsError:
-                        continue  # the name was taken meanwhile: take the next number
-                    break
-                saved.append(mp4)
-                videos.append({"filename": mp4.name, "subfolder": subfolder, "type": "output"})
-                sounds.append({"filename": wav.name, "subfolder": subfolder, "type": "output"})
-        ui = {"images": videos, "animated": [True], "audio": sounds}
-        return {"ui": ui, "result": (comfy_bridge.video_from_file(saved[0]),)}
+
+def mux_and_save(video, audio, filename_prefix: str, mix_original: bool = False, original_gain: float = 1.0,
+                 generated_gain: float = 1.0, *, folder_type: str = "output") -> tuple[dict, object]:
+    """The mux's work (also done by Add Sound to Video, into the temp folder): one mp4 and one wav per take in
+    ``folder_type``; returns the ``ui`` entry that shows them and the first take as a VIDEO."""
+    waveforms, rate = audio["waveform"], int(audio["sample_rate"])
+    if waveforms.ndim != 3 or waveforms.shape[0] == 0:
+        raise ValueError(f"the AUDIO waveform must be [batch, channels, samples], got {tuple(waveforms.shape)}")
+    temp = comfy_bridge.temp_dir()
+    temp.mkdir(parents=True, exist_ok=True)
+    folder, stem, counter, subfolder = comfy_bridge.save_path(filename_prefix, folder_type)
+    videos, sounds, saved = [], [], []
+    with tempfile.TemporaryDirectory(prefix="vssflow_mux_", dir=temp) as scratch:
+        source = materialize_video(video, scratch)
+        for item in waveforms:
+            while True:
+                name = f"{stem}_{counter:05}_"
+                mp4, wav = folder / f"{name}.mp4", folder / f"{name}.wav"
+                counter += 1
+                try:
+                    with contextlib.ExitStack() as stack:  # both files appear together, or neither
+                        tmp_mp4 = stack.enter_context(atomic_output(mp4))
+                        tmp_wav = stack.enter_context(atomic_output(wav))
+                        try:
+                            mux_audio(source, item, rate, tmp_mp4, mix_original=mix_original,
+                                      original_gain=original_gain, generated_gain=generated_gain, overwrite=True)
+                        except MuxError:  # a picture mp4 cannot hold as it is (e.g. ProRes): encode it as H.264
+                            source = materialize_video(video, scratch, "reencoded.mp4", reencode=True)
+                            mux_audio(source, item, rate, tmp_mp4, mix_original=mix_original,
+                                      original_gain=original_gain, generated_gain=generated_gain, overwrite=True)
+                        write_audio(tmp_wav, item, rate, overwrite=True)
+                except FileExistsError:
+                    continue  # the name was taken meanwhile: take the next number
+                break
+            saved.append(mp4)
+            videos.append({"filename": mp4.name, "subfolder": subfolder, "type": folder_type})
+            sounds.append({"filename": wav.name, "subfolder": subfolder, "type": folder_type})
+    ui = {"images": videos, "animated": [True], "audio": sounds}
+    return ui, comfy_bridge.video_from_file(saved[0])

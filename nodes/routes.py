@@ -122,10 +122,9 @@ def register() -> bool:
     """Adds the routes to ComfyUI's server; False (and nothing done) outside ComfyUI."""
     try:
         from aiohttp import web
-        from server import PromptServer  # ComfyUI's; absent when the pack is imported on its own
     except ImportError:
         return False
-    instance = getattr(PromptServer, "instance", None)
+    instance = comfy_bridge.prompt_server()
     if instance is None:
         return False
     routes = instance.routes

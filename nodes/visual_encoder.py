@@ -4,34 +4,36 @@ from __future__ import annotations
 
 import math
 
-from .common import CATEGORY, COMPONENTS, VIDEO_SOURCE, VISUAL, on_device
+from .comfy_bridge import io
+from .common import CATEGORY, ComponentsType, VideoSourceType, VisualType, on_device
 
 
-class VSSFlowVisualEncoder:
-    DESCRIPTION = ("Encodes the clip with CLIP (10 frames per second: what is seen) and Synchformer (25 frames per "
-                   "second: when things happen) over VSSFlow's 10 s windows: a shorter clip is padded with black, as "
-                   "the model was trained; a longer one is covered by overlapping windows, read one window at a "
-                   "time.")
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (VISUAL,)
-    RETURN_NAMES = ("visual_features",)
-    OUTPUT_TOOLTIPS = ("The clip's visual features and duration, for the FlowDiT Sampler.",)
-    FUNCTION = "encode"
+class VSSFlowVisualEncoder(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VSSFlowVisualEncoder", display_name="Visual Encoder (VSSFlow)", category=CATEGORY,
+            description="Encodes the clip with CLIP (10 frames per second: what is seen) and Synchformer (25 frames "
+                        "per second: when things happen) over VSSFlow's 10 s windows: a shorter clip is padded with "
+                        "black, as the model was trained; a longer one is covered by overlapping windows, read one "
+                        "window at a time.",
+            inputs=[ComponentsType.Input("vssflow_components", tooltip="From the VSSFlow Components Loader."),
+                    VideoSourceType.Input("vssflow_video", tooltip="From VideoLoader@10fps.")],
+            outputs=[VisualType.Output("visual_features", tooltip="The clip's visual features and duration, for the "
+                                                                  "FlowDiT Sampler.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "vssflow_components": (COMPONENTS, {"tooltip": "From the VSSFlow Components Loader."}),
-                "vssflow_video": (VIDEO_SOURCE, {"tooltip": "From VideoLoader@10fps."}),
-            }
-        }
+    def execute(cls, vssflow_components, vssflow_video) -> io.NodeOutput:
+        return io.NodeOutput(encode_visual(vssflow_components, vssflow_video))
 
-    def encode(self, vssflow_components, vssflow_video):
-        parts = vssflow_components.components
-        with on_device([parts.clip, parts.synchformer], vssflow_components.load_device,
-                       vssflow_components.offload_device):
-            # the loader already held the clip to the user's max_duration
-            features = parts.encode_video(vssflow_video.source, max_duration=math.inf)
-        features.clip, features.synch = features.clip.cpu(), features.synch.cpu()
-        return (features,)
+
+def encode_visual(vssflow_components, vssflow_video):
+    """The encoder's work (also done by Add Sound to Video)."""
+    parts = vssflow_components.components
+    with on_device([parts.clip, parts.synchformer], vssflow_components.load_device,
+                   vssflow_components.offload_device):
+        # the loader already held the clip to the user's max_duration
+        features = parts.encode_video(vssflow_video.source, max_duration=math.inf)
+    features.clip, features.synch = features.clip.cpu(), features.synch.cpu()
+    return features

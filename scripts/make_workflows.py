@@ -23,7 +23,8 @@ from workflow_tools import (EXAMPLES_DIR, WORKFLOWS_DIR, check_workflow,  # noqa
                             pack_node_defs, socket_inputs, widget_layout)
 from vssflow_core.config import WINDOWS  # noqa: E402
 from vssflow_core.flow.guidance import OFFICIAL_GUIDANCE_SCALE  # noqa: E402
-from vssflow_core.flow.solvers import DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER  # noqa: E402
+from vssflow_core.flow.solvers import (DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER,  # noqa: E402
+                                       OFFICIAL_ATOL, OFFICIAL_RTOL)
 
 MAX_SEC = WINDOWS.max_duration_sec  # the VideoLoader's max_duration widget
 
@@ -97,7 +98,8 @@ def _pipeline(g: Graph, video_loader: dict, *, phonemes: dict | None = None, spe
                                                         "auto"], size=(340, 250))
     encoder = g.add("VSSFlowVisualEncoder", (820, 80), [], size=(300, 80))
     sampler = g.add("VSSFlowSampler", (1180, 300), [seed, control, DEFAULT_FIXED_STEPS, OFFICIAL_GUIDANCE_SCALE,
-                                                        DEFAULT_SOLVER, 1, DEFAULT_SCHEDULE], size=(340, 330))
+                                                        DEFAULT_SOLVER, 1, DEFAULT_SCHEDULE, OFFICIAL_ATOL,
+                                                        OFFICIAL_RTOL], size=(340, 330))
     decode = g.add("VSSFlowVocoderDecode", (1580, 300), [], size=(300, 80))
     mux = g.add("VSSFlowAudioMux", (1940, 200), [prefix, False, 1.0, 1.0], size=(420, 560))
     g.connect(comps, "vssflow_components", encoder, "vssflow_components")

@@ -27,6 +27,8 @@ import torch
 
 from test_windows import write_video
 from tiny_models import build_tiny_models_folder
+from vssflow_core.flow.settings import SamplerSettings
+from vssflow_core.config import SEQUENCE
 from vssflow_core.generate import main as generate_main
 from vssflow_core.media import video_duration
 from vssflow_core.pipeline import VSSFlowPipeline
@@ -36,11 +38,11 @@ from vssflow_core.video.synthetic import make_counter_video
 from vssflow_core.weights.checkpoint import CheckpointError
 from vssflow_core.weights.hub import MissingWeightsError
 from vssflow_core.windows import VideoTooLongError
-from workflow_tools import load_pack
+from workflow_tools import load_pack, pack_nodes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SR = 16_000
-FAST = {"solver": "euler", "steps": 2}
+SR = SEQUENCE.sample_rate
+FAST = {"settings": SamplerSettings(solver="euler", steps=2)}
 NAN = float("nan")
 
 
@@ -500,9 +502,9 @@ def comfy(models, tmp_path_factory):
     bridge.configure(models_dirs=[root], input_dir=work / "input", output_dir=work / "output", temp_dir=work / "temp")
     (work / "input").mkdir()
     (work / "output").mkdir()
-    nodes = {name: cls() for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
-    (model,) = nodes["VSSFlowCheckpointLoader"].load(names["checkpoint"], "cpu", "float32")
-    (parts,) = nodes["VSSFlowComponentsLoader"].load(names["clip"], names["synchformer"], names["vae"],
+    nodes = pack_nodes(pack)
+    (model,) = nodes["VSSFlowCheckpointLoader"].execute(names["checkpoint"], "cpu", "float32")
+    (parts,) = nodes["VSSFlowComponentsLoader"].execute(names["clip"], names["synchformer"], names["vae"],
                                                      names["vocoder"], names["rawnet3"], False, "cpu")
     return {"nodes": nodes, "model": model, "parts": parts, "names": names, "root": root, "input": work / "input",
             "output": work / "output"}
@@ -519,27 +521,27 @@ def run_nodes(case: Case, prepared: Prepared, comfy: dict, name: str) -> dict:
             (comfy["root"] / names[component]).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, comfy["root"] / names[component])
     if "checkpoint" in prepared.replaced:
-        (model,) = nodes["VSSFlowCheckpointLoader"].load(names["checkpoint"], "cpu", "float32")
+        (model,) = nodes["VSSFlowCheckpointLoader"].execute(names["checkpoint"], "cpu", "float32")
     if prepared.replaced - {"checkpoint"}:
-        (parts,) = nodes["VSSFlowComponentsLoader"].load(names["clip"], names["synchformer"], names["vae"],
+        (parts,) = nodes["VSSFlowComponentsLoader"].execute(names["clip"], names["synchformer"], names["vae"],
                                                          names["vocoder"], "none", True, "cpu")
     loader = nodes["VSSFlowVideoLoader"]
     limit = {} if case.max_duration is None else {"max_duration": case.max_duration}
     if isinstance(prepared.video, Path):
         file = f"{name.replace(' ', '_')}_{prepared.video.name}"
         shutil.copy(prepared.video, comfy["input"] / file)
-        vssflow_video, video, _, duration, _ = loader.load(file=file, **limit)
+        vssflow_video, video, _, duration, _ = loader.execute(file=file, **limit)
     else:
-        vssflow_video, video, _, duration, _ = loader.load(images=prepared.video, frame_rate=prepared.fps, **limit)
+        vssflow_video, video, _, duration, _ = loader.execute(images=prepared.video, frame_rate=prepared.fps, **limit)
     start, end = case.speech
-    (phonemes,) = nodes["VSSFlowPhonemeTokenizer"].tokenize(case.transcript or "", 0.0 if start is None else start,
+    (phonemes,) = nodes["VSSFlowPhonemeTokenizer"].execute(case.transcript or "", 0.0 if start is None else start,
                                                            0.0 if end is None else end, "auto",
-                                                           duration=duration)["result"]
-    (visual,) = nodes["VSSFlowVisualEncoder"].encode(parts, vssflow_video)
-    (latent,) = nodes["VSSFlowSampler"].sample(model, parts, visual, 0, 2, 3.0, "euler", 1, phonemes=phonemes,
+                                                           duration=duration)
+    (visual,) = nodes["VSSFlowVisualEncoder"].execute(parts, vssflow_video)
+    (latent,) = nodes["VSSFlowSampler"].execute(model, parts, visual, 0, 2, 3.0, "euler", 1, phonemes=phonemes,
                                                speaker_reference=case.speaker)
-    (audio,) = nodes["VSSFlowVocoderDecode"].decode(parts, latent)
-    return nodes["VSSFlowAudioMux"].mux(video, audio, f"bad/{name.replace(' ', '_')}", False, 1.0, 1.0)
+    (audio,) = nodes["VSSFlowVocoderDecode"].execute(parts, latent)
+    return nodes["VSSFlowAudioMux"].execute(video, audio, f"bad/{name.replace(' ', '_')}", False, 1.0, 1.0)
 
 
 @pytest.mark.parametrize("name", [n for n in FAILING if not CASES[n].cli_only])
@@ -559,10 +561,10 @@ def test_nodes_refuse_nan_audio_from_upstream(comfy, tmp_path):
     path = good_mp4(tmp_path / "clip.mp4")
     video = comfy["nodes"]["VSSFlowVideoLoader"]  # any VIDEO
     shutil.copy(path, comfy["input"] / "nan_audio.mp4")
-    _, video, *_ = video.load(file="nan_audio.mp4")
+    _, video, *_ = video.execute(file="nan_audio.mp4")
     audio = {"waveform": torch.full((1, 1, 3 * SR), NAN), "sample_rate": SR}
     with pytest.raises(ValueError, match="NaN or infinite samples"):
-        comfy["nodes"]["VSSFlowAudioMux"].mux(video, audio, "bad/nan_audio", False, 1.0, 1.0)
+        comfy["nodes"]["VSSFlowAudioMux"].execute(video, audio, "bad/nan_audio", False, 1.0, 1.0)
     assert listing(comfy["output"]) == before
 
 
@@ -570,6 +572,6 @@ def test_nodes_refuse_nan_audio_from_upstream(comfy, tmp_path):
 def test_nodes_make_and_save_audio_of_exactly_the_video_duration(name, tmp_path, weights, comfy):
     case = CASES[name]
     result = run_nodes(case, prepare(case, tmp_path, weights), comfy, name)
-    (item,) = result["ui"]["audio"]
+    (item,) = result.ui["audio"]
     samples, rate = sf.read(str(comfy["output"] / item["subfolder"] / item["filename"]), dtype="float32")
     assert rate == SR and samples.shape == (round(case.expect * SR),)

@@ -1,7 +1,9 @@
-"""The node classes without a ComfyUI server: registration, signatures, and the whole graph on tiny weights.
+"""The node classes without a ComfyUI server: registration, schemas, and the whole graph on tiny weights.
 
-The pack is imported the way ComfyUI imports it (by file location, under its own module name), so its relative
-imports and its ComfyUI bridge run exactly as in a server, here without ComfyUI's modules (the bridge's fallbacks).
+The pack is imported the way ComfyUI imports it (by file location, under its own module name) and its nodes are
+taken from its ``comfy_entrypoint``, so its relative imports and its ComfyUI bridge run exactly as in a server, here
+without ComfyUI's modules (the bridge's fallbacks, and its stand-in for the V3 node API). The nodes' ``execute``
+classmethods are called as ComfyUI calls them; the integration tests run the same nodes in a real server.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from vssflow_core.flow.solvers import DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEF
 from vssflow_core.media import video_duration
 from vssflow_core.loading import load_network
 from vssflow_core.video.synthetic import make_counter_video
-from workflow_tools import OUR_NODES, REPO_ROOT, load_pack
+from workflow_tools import OUR_NODES, REPO_ROOT, load_pack, node_def, pack_nodes
 
 SR = 16_000
 
@@ -42,7 +44,7 @@ def pack():
 
 @pytest.fixture(scope="module")
 def nodes(pack):
-    return {name: cls() for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
+    return pack_nodes(pack)
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +67,16 @@ def folders(tmp_path_factory, bridge) -> dict:
 @pytest.fixture(scope="module")
 def loaded(nodes, folders) -> dict:
     names = folders["names"]
-    (model,) = nodes["VSSFlowCheckpointLoader"].load(names["checkpoint"], "auto", "float32")
-    (parts,) = nodes["VSSFlowComponentsLoader"].load(names["clip"], names["synchformer"], names["vae"],
+    (model,) = nodes["VSSFlowCheckpointLoader"].execute(names["checkpoint"], "auto", "float32")
+    (parts,) = nodes["VSSFlowComponentsLoader"].execute(names["clip"], names["synchformer"], names["vae"],
                                                      names["vocoder"], names["rawnet3"], False, "auto")
     return {"model": model, "components": parts}
+
+
+def running_as(cls: type, unique_id: str) -> type:
+    """The node class as ComfyUI runs it on node ``unique_id``: a per-run copy whose ``hidden`` is filled."""
+    holder = type(cls.hidden) if cls.hidden is not None else None
+    return type(cls.__name__, (cls,), {"hidden": holder(unique_id=unique_id)})
 
 
 def sampler_args(**overrides) -> dict:
@@ -76,10 +84,10 @@ def sampler_args(**overrides) -> dict:
 
 
 def generate(nodes, loaded, vssflow_video, phonemes=None, speaker=None, **overrides):
-    (visual,) = nodes["VSSFlowVisualEncoder"].encode(loaded["components"], vssflow_video)
-    (latent,) = nodes["VSSFlowSampler"].sample(loaded["model"], loaded["components"], visual, phonemes=phonemes,
+    (visual,) = nodes["VSSFlowVisualEncoder"].execute(loaded["components"], vssflow_video)
+    (latent,) = nodes["VSSFlowSampler"].execute(loaded["model"], loaded["components"], visual, phonemes=phonemes,
                                                speaker_reference=speaker, **sampler_args(**overrides))
-    (audio,) = nodes["VSSFlowVocoderDecode"].decode(loaded["components"], latent)
+    (audio,) = nodes["VSSFlowVocoderDecode"].execute(loaded["components"], latent)
     return audio
 
 
@@ -88,16 +96,21 @@ def generate(nodes, loaded, vssflow_video, phonemes=None, speaker=None, **overri
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def test_node_ids_and_display_names(pack):
-    assert pack.NODE_DISPLAY_NAME_MAPPINGS == OUR_NODES
-    assert list(pack.NODE_CLASS_MAPPINGS) == list(OUR_NODES)
-    assert not hasattr(pack, "comfy_entrypoint") and not hasattr(pack.nodes, "comfy_entrypoint")
+def test_node_ids_and_display_names(nodes):
+    assert {node_id: cls.GET_SCHEMA().display_name for node_id, cls in nodes.items()} == OUR_NODES
+    assert list(nodes) == list(OUR_NODES)
+
+
+def test_the_pack_registers_through_its_entry_point_only(pack):
+    # ComfyUI's loader reads NODE_CLASS_MAPPINGS first when a pack has it, and then never calls comfy_entrypoint
+    assert callable(pack.comfy_entrypoint)
+    assert not hasattr(pack, "NODE_CLASS_MAPPINGS") and not hasattr(pack.nodes, "NODE_CLASS_MAPPINGS")
+    assert not hasattr(pack, "NODE_DISPLAY_NAME_MAPPINGS")
 
 
 def test_nodes_import_comfyui_only_through_the_bridge():
     for path in sorted((REPO_ROOT / "nodes").glob("*.py")):
         text = path.read_text()
-        assert "comfy_entrypoint" not in text
         assert not re.search(r"^\s*(from|import)\s+vssflow_core\b", text, re.M), f"{path.name}: absolute core import"
         if path.name != "comfy_bridge.py":
             assert not re.search(r"^\s*(from|import)\s+(comfy|comfy_api|folder_paths|nodes|server)\b", text, re.M), \
@@ -105,31 +118,48 @@ def test_nodes_import_comfyui_only_through_the_bridge():
 
 
 @pytest.mark.parametrize("node_id", list(OUR_NODES))
-def test_node_definition_is_consistent(pack, node_id):
-    cls = pack.NODE_CLASS_MAPPINGS[node_id]
-    spec = cls.INPUT_TYPES()
-    assert set(spec) <= {"required", "optional", "hidden"}
-    assert cls.CATEGORY == "audio/VSSFlow" and cls.DESCRIPTION
-    assert len(cls.RETURN_NAMES) == len(cls.RETURN_TYPES) == len(cls.OUTPUT_TOOLTIPS)
-    assert not getattr(cls, "NOT_IDEMPOTENT", False)  # ComfyUI's caching decides what reruns
-    params = inspect.signature(getattr(cls, cls.FUNCTION)).parameters
-    names = {n for section in spec.values() for n in section}
-    assert names <= set(params) - {"self"}, f"inputs the function does not take: {names - set(params)}"
-    for name, param in params.items():
-        if name != "self" and param.default is inspect.Parameter.empty:
-            assert name in spec["required"], f"{name} has no default but is not a required input"
-    if hasattr(cls, "IS_CHANGED"):  # ComfyUI passes every input, hidden ones too
-        assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(cls.IS_CHANGED).parameters.values())
-        cls.IS_CHANGED(**{n: None for n in names}, unique_id="1", prompt={})
+def test_node_schema_is_consistent(nodes, node_id):
+    cls = nodes[node_id]
+    schema = cls.GET_SCHEMA()
+    assert schema.category == "audio/VSSFlow" and schema.description
+    assert all(output.tooltip for output in schema.outputs) and all(item.tooltip for item in schema.inputs)
+    assert not schema.not_idempotent  # ComfyUI's caching decides what reruns
+    params = inspect.signature(cls.execute).parameters
+    names = [item.id for item in schema.inputs]
+    assert list(params) == names, "execute takes the inputs in the schema's order (positional calls stay valid)"
+    for item in schema.inputs:
+        has_default = params[item.id].default is not inspect.Parameter.empty
+        assert has_default == item.optional, f"{item.id}: optional inputs, and only they, have a default"
+    if "fingerprint_inputs" in vars(cls):  # ComfyUI passes every input
+        fingerprint = inspect.signature(cls.fingerprint_inputs).parameters.values()
+        assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in fingerprint)
+        cls.fingerprint_inputs(**{n: None for n in names})
 
 
-def test_model_dropdowns_list_the_models_folder(pack, folders):
-    ckpt = pack.NODE_CLASS_MAPPINGS["VSSFlowCheckpointLoader"].INPUT_TYPES()["required"]["ckpt_name"][0]
+def test_the_expert_knobs_are_advanced_and_the_generators_findable(nodes):
+    advanced = {(node_id, item.id) for node_id, cls in nodes.items() for item in cls.GET_SCHEMA().inputs
+                if item.advanced}
+    assert advanced == {("VSSFlowSampler", "schedule"), ("VSSFlowSampler", "atol"), ("VSSFlowSampler", "rtol"),
+                        ("VSSFlowComponentsLoader", "encoder_dtype")}
+    for node_id in ("VSSFlowSampler", "VSSFlowAddSoundToVideo"):
+        aliases = nodes[node_id].GET_SCHEMA().search_aliases
+        assert {"foley", "video to audio", "dubbing", "lip sync", "text to speech"} <= set(aliases)
+
+
+def test_model_dropdowns_list_the_models_folder(nodes, folders):
+    ckpt = node_def(nodes["VSSFlowCheckpointLoader"])["input"]["required"]["ckpt_name"][1]["options"]
     assert ckpt[0] == "auto" and folders["names"]["checkpoint"] in ckpt
-    comps = pack.NODE_CLASS_MAPPINGS["VSSFlowComponentsLoader"].INPUT_TYPES()["required"]
-    assert comps["rawnet3"][0][:2] == ["auto", "none"] and folders["names"]["vae"] in comps["vae"][0]
-    files = pack.NODE_CLASS_MAPPINGS["VSSFlowVideoLoader"].INPUT_TYPES()["required"]["file"][0]
-    assert files == ["(none)", "clip24.mp4", "tone.mp4"]
+    comps = node_def(nodes["VSSFlowComponentsLoader"])["input"]["required"]
+    assert comps["rawnet3"][1]["options"][:2] == ["auto", "none"]
+    assert folders["names"]["vae"] in comps["vae"][1]["options"]
+    files = node_def(nodes["VSSFlowVideoLoader"])["input"]["optional"]["file"][1]["options"]
+    assert files == ["(none)", "clip24.mp4", "tone.mp4", "demo_videos/bouncing.mp4", "demo_videos/talking.mp4"]
+
+
+def test_the_video_loader_plays_the_packs_demo_clips(nodes):
+    vssflow_video, video, _, duration, _ = nodes["VSSFlowVideoLoader"].execute(file="demo_videos/bouncing.mp4")
+    assert Path(video.get_stream_source()) == REPO_ROOT / "demo_videos" / "bouncing.mp4"
+    assert duration == pytest.approx(video_duration(REPO_ROOT / "demo_videos" / "bouncing.mp4"), abs=0.05)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -139,30 +169,30 @@ def test_model_dropdowns_list_the_models_folder(pack, folders):
 
 def test_whole_graph_from_a_file(nodes, loaded, folders):
     source = folders["input"] / "clip24.mp4"
-    vssflow_video, video, frames, duration, fps = nodes["VSSFlowVideoLoader"].load(file="clip24.mp4")
+    vssflow_video, video, frames, duration, fps = nodes["VSSFlowVideoLoader"].execute(file="clip24.mp4")
     assert duration == pytest.approx(2.5) and fps == pytest.approx(24)
     assert tuple(frames.shape) == (25, 48, 64, 3) and frames.dtype == torch.float32  # 10 fps
     assert Path(video.get_stream_source()) == source
 
-    result = nodes["VSSFlowPhonemeTokenizer"].tokenize("Hello there.", 0.5, 0.0, "auto", duration=duration)
-    (ui,) = result["ui"]["vssflow_phonemes"]
+    result = nodes["VSSFlowPhonemeTokenizer"].execute("Hello there.", 0.5, 0.0, "auto", duration=duration)
+    (ui,) = result.ui["vssflow_phonemes"]
     assert ui == {"tokens": ["<blank>", "HH", "AH0", "L", "OW1", "DH", "EH1", "R", ".", "<blank>"], "start": 0.5,
                   "end": 2.5, "duration": 2.5}
-    (phonemes,) = result["result"]
+    (phonemes,) = result.result
 
     audio = generate(nodes, loaded, vssflow_video, phonemes)
     assert audio["sample_rate"] == SR and tuple(audio["waveform"].shape) == (1, 1, round(2.5 * SR))
 
     mux = nodes["VSSFlowAudioMux"]
-    first = mux.mux(video, audio, "vssflow/test", False, 1.0, 1.0)
-    second = mux.mux(video, audio, "vssflow/test", False, 1.0, 1.0)
+    first = mux.execute(video, audio, "vssflow/test", False, 1.0, 1.0)
+    second = mux.execute(video, audio, "vssflow/test", False, 1.0, 1.0)
     out = folders["output"] / "vssflow"
     assert sorted(p.name for p in out.iterdir()) == ["test_00001_.mp4", "test_00001_.wav", "test_00002_.mp4",
                                                      "test_00002_.wav"]  # numbered, never overwritten
-    assert first["ui"] == {"images": [{"filename": "test_00001_.mp4", "subfolder": "vssflow", "type": "output"}],
+    assert first.ui == {"images": [{"filename": "test_00001_.mp4", "subfolder": "vssflow", "type": "output"}],
                            "animated": [True],
                            "audio": [{"filename": "test_00001_.wav", "subfolder": "vssflow", "type": "output"}]}
-    (saved,) = second["result"]
+    (saved,) = second.result
     assert Path(saved.get_stream_source()) == out / "test_00002_.mp4"
     assert video_packet_digest(out / "test_00001_.mp4") == video_packet_digest(source)  # picture copied
     wav, rate = sf.read(str(out / "test_00001_.wav"), dtype="float32")
@@ -173,24 +203,59 @@ def test_whole_graph_from_a_file(nodes, loaded, folders):
 
 def test_images_with_their_frame_rate_become_a_video(nodes, loaded, folders):
     images = torch.rand(36, 32, 40, 3)
-    vssflow_video, video, frames, duration, fps = nodes["VSSFlowVideoLoader"].load(images=images, frame_rate=12.0)
+    vssflow_video, video, frames, duration, fps = nodes["VSSFlowVideoLoader"].execute(images=images, frame_rate=12.0)
     assert duration == pytest.approx(3.0) and fps == pytest.approx(12.0) and frames.shape[0] == 30
     assert video.get_components().frame_rate == Fraction(12)
     audio = generate(nodes, loaded, vssflow_video, batch_size=2, seed=5)
     assert tuple(audio["waveform"].shape) == (2, 1, 3 * SR)
     assert not torch.allclose(audio["waveform"][0], audio["waveform"][1])
-    result = nodes["VSSFlowAudioMux"].mux(video, audio, "frames/take", False, 1.0, 1.0)
-    assert [i["filename"] for i in result["ui"]["images"]] == ["take_00001_.mp4", "take_00002_.mp4"]
+    result = nodes["VSSFlowAudioMux"].execute(video, audio, "frames/take", False, 1.0, 1.0)
+    assert [i["filename"] for i in result.ui["images"]] == ["take_00001_.mp4", "take_00002_.mp4"]
     mp4 = folders["output"] / "frames" / "take_00002_.mp4"
     assert video_duration(mp4) == pytest.approx(3.0) and video_packet_digest(mp4)[1] == 36
     sound, rate, codec = decoded_audio(mp4)
     assert codec == "aac" and rate == SR and 0 <= sound.shape[1] - 3 * SR < 1024
 
 
+def test_vocoder_decode_plays_each_take(nodes, loaded, folders):
+    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].execute(images=torch.rand(20, 8, 8, 3), frame_rate=10.0)
+    (visual,) = nodes["VSSFlowVisualEncoder"].execute(loaded["components"], vssflow_video)
+    (latent,) = nodes["VSSFlowSampler"].execute(loaded["model"], loaded["components"], visual,
+                                               **sampler_args(batch_size=2))
+    decoded = nodes["VSSFlowVocoderDecode"].execute(loaded["components"], latent)
+    (audio,) = decoded.result
+    players = decoded.ui["audio"]
+    assert len(players) == 2 and all(item["type"] == "temp" for item in players)  # one player per take
+    for take, item in zip(audio["waveform"], players):
+        samples, rate = sf.read(str(folders["root"] / "temp" / item["subfolder"] / item["filename"]), dtype="float32")
+        assert rate == SR and samples.shape == (2 * SR,)
+        np.testing.assert_allclose(samples, take[0].numpy(), atol=1 / 32767 + 1e-6)
+
+
+def test_add_sound_to_video_runs_the_modular_graph_in_one_node(pack, nodes, loaded, folders, monkeypatch):
+    monkeypatch.setattr(pack.nodes.add_sound, "_model_and_components",
+                        lambda: (loaded["model"], loaded["components"]))
+    monkeypatch.setattr(pack.nodes.add_sound, "DEFAULT_SOLVER", "euler")  # the tiny random weights are stiff
+    monkeypatch.setattr(pack.nodes.add_sound, "DEFAULT_FIXED_STEPS", 3)
+    _, video, *_ = nodes["VSSFlowVideoLoader"].execute(file="tone.mp4")
+    one = nodes["VSSFlowAddSoundToVideo"].execute(video, "Hello there.", 4)
+    with_sound, audio = one.result
+    assert audio["sample_rate"] == SR and tuple(audio["waveform"].shape) == (1, 1, 2 * SR)
+    # the same steps as the graph, node by node, with the same settings
+    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].execute(video=video)
+    (phonemes,) = nodes["VSSFlowPhonemeTokenizer"].execute("Hello there.", 0.0, 0.0, "auto", duration=2.0)
+    graph = generate(nodes, loaded, vssflow_video, phonemes, seed=4, steps=3, solver="euler")
+    torch.testing.assert_close(audio["waveform"], graph["waveform"])
+    (shown,) = one.ui["images"]
+    assert shown["type"] == "temp" and Path(with_sound.get_stream_source()).name == shown["filename"]
+    assert video_packet_digest(with_sound.get_stream_source()) == video_packet_digest(folders["input"] / "tone.mp4")
+    assert not (folders["output"] / "vssflow" / "add_sound").exists()  # a preview: Save Video keeps it
+
+
 def test_mix_with_the_original_sound(nodes, loaded, folders):
-    vssflow_video, video, *_ = nodes["VSSFlowVideoLoader"].load(file="tone.mp4")
+    vssflow_video, video, *_ = nodes["VSSFlowVideoLoader"].execute(file="tone.mp4")
     audio = generate(nodes, loaded, vssflow_video)
-    nodes["VSSFlowAudioMux"].mux(video, audio, "mix/m", True, 1.0, 0.25)
+    nodes["VSSFlowAudioMux"].execute(video, audio, "mix/m", True, 1.0, 0.25)
     sound, rate, _ = decoded_audio(folders["output"] / "mix" / "m_00001_.mp4")
     assert rate == 48_000 and band_energy(sound[0], rate, 440) > 0.05
 
@@ -207,65 +272,65 @@ def test_a_long_clip_goes_through_the_graph_window_by_window(nodes, loaded, brid
             self.values.append((value, total))
 
     monkeypatch.setattr(bridge, "progress_bar", Bar)
-    vssflow_video, _, _, duration, _ = nodes["VSSFlowVideoLoader"].load(images=torch.rand(60, 8, 8, 3),
+    vssflow_video, _, _, duration, _ = nodes["VSSFlowVideoLoader"].execute(images=torch.rand(60, 8, 8, 3),
                                                                         frame_rate=5.0)
     assert duration == pytest.approx(12.0)
-    (phonemes,) = nodes["VSSFlowPhonemeTokenizer"].tokenize("Hello there.", 9.0, 11.5, "auto",
-                                                           duration=duration)["result"]
-    (visual,) = nodes["VSSFlowVisualEncoder"].encode(loaded["components"], vssflow_video)
+    (phonemes,) = nodes["VSSFlowPhonemeTokenizer"].execute("Hello there.", 9.0, 11.5, "auto",
+                                                           duration=duration)
+    (visual,) = nodes["VSSFlowVisualEncoder"].execute(loaded["components"], vssflow_video)
     assert visual.windows == 2
-    (latent,) = nodes["VSSFlowSampler"].sample(loaded["model"], loaded["components"], visual, phonemes=phonemes,
+    (latent,) = nodes["VSSFlowSampler"].execute(loaded["model"], loaded["components"], visual, phonemes=phonemes,
                                                **sampler_args(steps=3))
     assert tuple(latent.latent.shape) == (1, 2, 128, 250) and latent.steps == 6
     (bar,) = bars
     assert bar.values == [(i, 6) for i in range(1, 7)]  # one bar over both windows
-    (audio,) = nodes["VSSFlowVocoderDecode"].decode(loaded["components"], latent)
+    (audio,) = nodes["VSSFlowVocoderDecode"].execute(loaded["components"], latent)
     assert tuple(audio["waveform"].shape) == (1, 1, 12 * SR)
     with pytest.raises(ValueError, match="longer than the maximum of 10 s"):
-        nodes["VSSFlowVideoLoader"].load(images=torch.rand(60, 8, 8, 3), frame_rate=5.0, max_duration=10.0)
+        nodes["VSSFlowVideoLoader"].execute(images=torch.rand(60, 8, 8, 3), frame_rate=5.0, max_duration=10.0)
 
 
 def test_video_loader_refuses_what_it_cannot_place_in_time(nodes):
     loader = nodes["VSSFlowVideoLoader"]
     with pytest.raises(ValueError, match="needs its frame rate"):
-        loader.load(images=torch.rand(10, 8, 8, 3))  # frame_rate left at 0: never assumed
+        loader.execute(images=torch.rand(10, 8, 8, 3))  # frame_rate left at 0: never assumed
     with pytest.raises(ValueError, match="no video given"):
-        loader.load()
+        loader.execute()
     with pytest.raises(ValueError, match="were both given"):
-        loader.load(file="clip24.mp4", images=torch.rand(10, 8, 8, 3), frame_rate=24.0)
+        loader.execute(file="clip24.mp4", images=torch.rand(10, 8, 8, 3), frame_rate=24.0)
 
 
 def test_video_loader_follows_a_changed_file(pack, folders):
-    cls = pack.NODE_CLASS_MAPPINGS["VSSFlowVideoLoader"]
-    before = cls.IS_CHANGED(file="clip24.mp4", unique_id="3")
-    assert cls.IS_CHANGED(file="clip24.mp4") == before
+    cls = pack_nodes(pack)["VSSFlowVideoLoader"]
+    before = cls.fingerprint_inputs(file="clip24.mp4")
+    assert cls.fingerprint_inputs(file="clip24.mp4") == before
     make_counter_video(folders["input"] / "clip24.mp4", 48, 24)
-    assert cls.IS_CHANGED(file="clip24.mp4") != before
-    assert cls.IS_CHANGED(file="(none)", video=object()) == cls.IS_CHANGED(file="(none)")
+    assert cls.fingerprint_inputs(file="clip24.mp4") != before
+    assert cls.fingerprint_inputs(file="(none)", video=object()) == cls.fingerprint_inputs(file="(none)")
 
 
 def test_phoneme_tokenizer(nodes):
-    tokenize = nodes["VSSFlowPhonemeTokenizer"].tokenize
+    tokenize = nodes["VSSFlowPhonemeTokenizer"].execute
     result = tokenize("HH AH0 L OW1", 1.0, 2.0, "auto")
-    assert result["ui"]["vssflow_phonemes"] == [{"tokens": ["<blank>", "HH", "AH0", "L", "OW1", "<blank>"],
+    assert result.ui["vssflow_phonemes"] == [{"tokens": ["<blank>", "HH", "AH0", "L", "OW1", "<blank>"],
                                                  "start": 1.0, "end": 2.0, "duration": None}]
-    (track,) = tokenize("HH AH0 L OW1", 1.0, 0.0, "arpabet")["result"]
+    (track,) = tokenize("HH AH0 L OW1", 1.0, 0.0, "arpabet")
     assert track.end is None and track.window(4.0) == (1.0, 4.0)  # end of the clip, fixed by the sampler
     silent = tokenize("", 0.0, 0.0, "auto")
-    assert silent["ui"]["vssflow_phonemes"][0]["tokens"] == [] and silent["result"][0].silent
+    assert silent.ui["vssflow_phonemes"][0]["tokens"] == [] and silent.result[0].silent
     with pytest.raises(ValueError, match="after the end of the clip"):
         tokenize("hello", 1.0, 5.0, "text", duration=3.0)
 
 
 def test_speech_window_past_the_clip_is_refused_by_the_sampler(nodes, loaded):
-    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].load(images=torch.rand(20, 8, 8, 3), frame_rate=10.0)
-    (phonemes,) = nodes["VSSFlowPhonemeTokenizer"].tokenize("hello", 0.0, 5.0, "text")["result"]  # no duration
+    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].execute(images=torch.rand(20, 8, 8, 3), frame_rate=10.0)
+    (phonemes,) = nodes["VSSFlowPhonemeTokenizer"].execute("hello", 0.0, 5.0, "text")  # no duration
     with pytest.raises(ValueError, match="after the end of the clip"):
         generate(nodes, loaded, vssflow_video, phonemes)
 
 
 def test_speaker_reference(nodes, loaded, folders, monkeypatch):
-    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].load(images=torch.rand(20, 8, 8, 3), frame_rate=10.0)
+    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].execute(images=torch.rand(20, 8, 8, 3), frame_rate=10.0)
     voice = {"waveform": torch.randn(1, 1, 24_000) * 0.1, "sample_rate": 24_000}
     parts = loaded["components"].components
     embeddings = []
@@ -281,7 +346,7 @@ def test_speaker_reference(nodes, loaded, folders, monkeypatch):
     (embedding,) = embeddings  # RawNet3 heard the reference once
     assert embedding.shape == (32,) and torch.count_nonzero(embedding) > 0
     names = folders["names"]
-    (no_rawnet,) = nodes["VSSFlowComponentsLoader"].load(names["clip"], names["synchformer"], names["vae"],
+    (no_rawnet,) = nodes["VSSFlowComponentsLoader"].execute(names["clip"], names["synchformer"], names["vae"],
                                                          names["vocoder"], "none", False, "cpu")
     assert no_rawnet.components.rawnet3 is None
     with pytest.raises(ValueError, match="needs the RawNet3 speaker encoder"):
@@ -292,7 +357,7 @@ def test_missing_weights_say_how_to_get_them(nodes, bridge, folders, tmp_path):
     bridge.configure(models_dirs=[tmp_path / "empty"])
     try:
         with pytest.raises(FileNotFoundError, match="offline mode is on"):  # the download goes through the registry
-            nodes["VSSFlowComponentsLoader"].load("auto", "auto", "auto", "auto", "none", True, "cpu")
+            nodes["VSSFlowComponentsLoader"].execute("auto", "auto", "auto", "auto", "none", True, "cpu")
     finally:
         bridge.configure(models_dirs=[folders["root"] / "models" / "vssflow"])
 
@@ -301,11 +366,11 @@ def test_missing_weights_say_how_to_get_them(nodes, bridge, folders, tmp_path):
 def test_auto_without_a_full_checkpoint_is_the_shipped_demo(nodes, bridge, folders, tmp_path):
     bridge.configure(models_dirs=[tmp_path / "empty"])
     try:
-        (loaded,) = nodes["VSSFlowCheckpointLoader"].load("auto", "cpu", "float32")
-        (explicit,) = nodes["VSSFlowCheckpointLoader"].load("demo", "cpu", "float32")
+        (loaded,) = nodes["VSSFlowCheckpointLoader"].execute("auto", "cpu", "float32")
+        (explicit,) = nodes["VSSFlowCheckpointLoader"].execute("demo", "cpu", "float32")
         # the pack imports its own copy of vssflow_core, so configurations are compared field by field
         assert loaded.model.cfg.to_json() == explicit.model.cfg.to_json() == load_network("demo", device="cpu").cfg.to_json()
-        (components,) = nodes["VSSFlowComponentsLoader"].load("auto", "auto", "auto", "auto", "none", False, "cpu")
+        (components,) = nodes["VSSFlowComponentsLoader"].execute("auto", "auto", "auto", "auto", "none", False, "cpu")
         assert type(components.components.clip).__name__ == PixelGridEncoder.__name__
     finally:
         bridge.configure(models_dirs=[folders["root"] / "models" / "vssflow"])
@@ -329,10 +394,10 @@ def test_progress_on_every_solver_step(nodes, loaded, bridge, monkeypatch, solve
             self.values.append((value, total))
 
     monkeypatch.setattr(bridge, "progress_bar", Bar)
-    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].load(images=torch.rand(10, 8, 8, 3), frame_rate=10.0)
-    (visual,) = nodes["VSSFlowVisualEncoder"].encode(loaded["components"], vssflow_video)
-    (latent,) = nodes["VSSFlowSampler"].sample(loaded["model"], loaded["components"], visual, unique_id="7",
-                                               **sampler_args(solver=solver, steps=4))
+    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].execute(images=torch.rand(10, 8, 8, 3), frame_rate=10.0)
+    (visual,) = nodes["VSSFlowVisualEncoder"].execute(loaded["components"], vssflow_video)
+    (latent,) = running_as(nodes["VSSFlowSampler"], "7").execute(loaded["model"], loaded["components"], visual,
+                                                                 **sampler_args(solver=solver, steps=4))
     (bar,) = bars
     assert bar.node_id == "7" and bar.total == total and len(bar.values) == latent.steps
     assert bar.values[-1] == (total, total)
@@ -345,16 +410,17 @@ def test_progress_on_every_solver_step(nodes, loaded, bridge, monkeypatch, solve
 def test_the_sampler_offers_the_default_sampler_and_takes_a_schedule(nodes, loaded):
     """The pipeline's defaults; ``schedule`` is an optional widget (so saved workflows keep their widget positions)
     that moves the fixed-step solvers' steps."""
-    spec = nodes["VSSFlowSampler"].INPUT_TYPES()
+    spec = node_def(nodes["VSSFlowSampler"])["input"]
     assert spec["required"]["solver"][1]["default"] == DEFAULT_SOLVER
     assert spec["required"]["steps"][1]["default"] == DEFAULT_FIXED_STEPS
-    assert spec["optional"]["schedule"] == (list(SCHEDULES), spec["optional"]["schedule"][1])
+    assert spec["optional"]["schedule"][1]["options"] == list(SCHEDULES)
     assert spec["optional"]["schedule"][1]["default"] == DEFAULT_SCHEDULE
-    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].load(images=torch.rand(10, 8, 8, 3), frame_rate=10.0)
-    (visual,) = nodes["VSSFlowVisualEncoder"].encode(loaded["components"], vssflow_video)
+    assert list(spec["optional"]) == ["phonemes", "speaker_reference", "schedule", "atol", "rtol"]
+    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].execute(images=torch.rand(10, 8, 8, 3), frame_rate=10.0)
+    (visual,) = nodes["VSSFlowVisualEncoder"].execute(loaded["components"], vssflow_video)
 
     def latent(**overrides):
-        (out,) = nodes["VSSFlowSampler"].sample(loaded["model"], loaded["components"], visual,
+        (out,) = nodes["VSSFlowSampler"].execute(loaded["model"], loaded["components"], visual,
                                                 **sampler_args(solver="ab2", steps=4, **overrides))
         return out
 
@@ -376,10 +442,10 @@ def test_cancel_stops_sampling_at_the_next_step(nodes, loaded, bridge, monkeypat
             raise Interrupted
 
     monkeypatch.setattr(bridge, "throw_if_interrupted", interrupt_on_third_step)
-    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].load(images=torch.rand(10, 8, 8, 3), frame_rate=10.0)
-    (visual,) = nodes["VSSFlowVisualEncoder"].encode(loaded["components"], vssflow_video)
+    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].execute(images=torch.rand(10, 8, 8, 3), frame_rate=10.0)
+    (visual,) = nodes["VSSFlowVisualEncoder"].execute(loaded["components"], vssflow_video)
     with pytest.raises(Interrupted):
-        nodes["VSSFlowSampler"].sample(loaded["model"], loaded["components"], visual, **sampler_args(steps=1000))
+        nodes["VSSFlowSampler"].execute(loaded["model"], loaded["components"], visual, **sampler_args(steps=1000))
     assert len(calls) == 3
 
 
@@ -408,7 +474,7 @@ def test_weights_go_back_to_the_offload_device_even_on_failure(pack):
 
 
 def test_checkpoint_loader_dtype(nodes, folders):
-    (model,) = nodes["VSSFlowCheckpointLoader"].load(folders["names"]["checkpoint"], "cpu", "bfloat16")
+    (model,) = nodes["VSSFlowCheckpointLoader"].execute(folders["names"]["checkpoint"], "cpu", "bfloat16")
     assert next(model.model.parameters()).dtype == torch.bfloat16
     assert model.load_device == model.offload_device == torch.device("cpu")
 
@@ -416,7 +482,7 @@ def test_checkpoint_loader_dtype(nodes, folders):
 @pytest.mark.parametrize("choice, dtype", [("float32", torch.float32), ("bfloat16", torch.bfloat16)])
 def test_components_loader_runs_the_encoders_in_the_chosen_precision(nodes, folders, choice, dtype):
     names = folders["names"]
-    (parts,) = nodes["VSSFlowComponentsLoader"].load(names["clip"], names["synchformer"], names["vae"],
+    (parts,) = nodes["VSSFlowComponentsLoader"].execute(names["clip"], names["synchformer"], names["vae"],
                                                      names["vocoder"], "none", False, "cpu", encoder_dtype=choice)
     components = parts.components
     assert next(components.clip.parameters()).dtype == next(components.synchformer.parameters()).dtype == dtype

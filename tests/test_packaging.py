@@ -42,8 +42,8 @@ def test_root_package_imports_the_way_comfyui_loads_it():
         spec.loader.exec_module(module)
     finally:
         sys.modules.pop(spec.name, None)
-    assert isinstance(module.NODE_CLASS_MAPPINGS, dict)
-    assert isinstance(module.NODE_DISPLAY_NAME_MAPPINGS, dict)
+    assert callable(module.comfy_entrypoint)  # a V3 pack; NODE_CLASS_MAPPINGS would hide the entry point
+    assert not hasattr(module, "NODE_CLASS_MAPPINGS")
     assert (REPO_ROOT / module.WEB_DIRECTORY).is_dir()
 
 

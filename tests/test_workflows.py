@@ -10,7 +10,7 @@ import pytest
 
 from vssflow_core.flow.solvers import DEFAULT_SCHEDULE, DEFAULT_SOLVER
 from workflow_tools import (EXAMPLES_DIR, REPO_ROOT, VIRTUAL_NODES, WORKFLOWS_DIR, check_workflow, load_workflow,
-                            pack_node_defs, to_api, widget_layout, workflow_files)
+                            pack_node_defs, to_api, v1_fixture_files, widget_layout, workflow_files)
 
 # Core ComfyUI nodes the workflows may use (their definitions are checked against /object_info by the integration
 # tests: tests/integration/test_workflows.py).
@@ -41,6 +41,13 @@ def test_workflow_is_well_formed(defs, path):
     assert check_workflow(wf, defs, known_only=False, check_combos=defs) == []
     assert wf["last_node_id"] == max(n["id"] for n in wf["nodes"])
     assert wf["last_link_id"] == max(link[0] for link in wf["links"])
+
+
+@pytest.mark.parametrize("path", v1_fixture_files(), ids=lambda p: p.stem)
+def test_workflows_saved_before_the_v3_port_still_fit_the_nodes(defs, path):
+    """Node ids, input names, sockets and widget positions are the V1 pack's: its shipped workflows load as saved."""
+    wf = load_workflow(path)
+    assert check_workflow(wf, defs, known_only=False, check_combos=defs, saved_earlier=True) == []
 
 
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.stem)
@@ -76,7 +83,7 @@ def test_conversion_to_the_api_format(defs):
     sampler = next(n for n in prompt.values() if n["class_type"] == "VSSFlowSampler")
     assert sampler["inputs"]["seed"] == 9 and sampler["inputs"]["solver"] == DEFAULT_SOLVER
     assert sampler["inputs"]["schedule"] == DEFAULT_SCHEDULE  # an optional widget, after the required ones
-    assert "control_after_generate" not in sampler["inputs"] and len(sampler["inputs"]) == 10
+    assert "control_after_generate" not in sampler["inputs"] and len(sampler["inputs"]) == 12
     loader_id = next(i for i, n in prompt.items() if n["class_type"] == "VSSFlowVideoLoader")
     assert prompt[loader_id]["inputs"]["frame_rate"] == 25.0
     tokenizer = next(n for n in prompt.values() if n["class_type"] == "VSSFlowPhonemeTokenizer")

@@ -12,6 +12,7 @@ The UI format stores widget values by position (``widgets_values``), in the orde
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import sys
@@ -22,6 +23,8 @@ from typing import Any, Iterable, Mapping
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
 EXAMPLES_DIR = REPO_ROOT / "example_workflows"
+# The workflows the pack shipped before its V3 port, kept as they were: they must still load and run.
+V1_FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures" / "workflows_v1"
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 # Frontend-only nodes: they exist in the browser, never in /object_info, and are dropped from API prompts.
@@ -37,6 +40,7 @@ OUR_NODES = {
     "VSSFlowSampler": "FlowDiT Sampler (VSSFlow)",
     "VSSFlowVocoderDecode": "Vocoder Decode (VSSFlow)",
     "VSSFlowAudioMux": "Audio Mux (VSSFlow)",
+    "VSSFlowAddSoundToVideo": "Add Sound to Video (VSSFlow)",
 }
 
 
@@ -56,22 +60,20 @@ def load_pack(name: str = "vssflow_pack_under_test") -> Any:
     return module
 
 
+def pack_nodes(pack: Any | None = None) -> dict[str, type]:
+    """The pack's node classes by node id, as ComfyUI registers them: through ``comfy_entrypoint``."""
+    pack = pack or load_pack()
+    extension = asyncio.run(pack.comfy_entrypoint())
+    return {cls.GET_SCHEMA().node_id: cls for cls in asyncio.run(extension.get_node_list())}
+
+
 def node_def(cls: type) -> dict:
-    """The ``/object_info`` entry ComfyUI builds for a V1 node class (the parts workflows depend on)."""
-    inputs = cls.INPUT_TYPES()
-    outputs = list(cls.RETURN_TYPES)
-    return {
-        "input": inputs,
-        "input_order": {section: list(values) for section, values in inputs.items()},
-        "output": outputs,
-        "output_name": list(getattr(cls, "RETURN_NAMES", outputs)),
-        "output_node": bool(getattr(cls, "OUTPUT_NODE", False)),
-    }
+    """The ``/object_info`` entry ComfyUI builds for a V3 node class (from its schema)."""
+    return cls.GET_NODE_INFO_V1()
 
 
 def pack_node_defs(pack: Any | None = None) -> dict[str, dict]:
-    pack = pack or load_pack()
-    return {name: node_def(cls) for name, cls in pack.NODE_CLASS_MAPPINGS.items()}
+    return {name: node_def(cls) for name, cls in pack_nodes(pack).items()}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -154,13 +156,19 @@ def workflow_files() -> list[Path]:
     return sorted(WORKFLOWS_DIR.glob("*.json"))
 
 
+def v1_fixture_files() -> list[Path]:
+    return sorted(V1_FIXTURES_DIR.glob("*.json"))
+
+
 def check_workflow(workflow: Mapping, defs: Mapping[str, Mapping], *, known_only: bool = True,
-                   check_combos: Iterable[str] = ()) -> list[str]:
+                   check_combos: Iterable[str] = (), saved_earlier: bool = False) -> list[str]:
     """Problems of a UI-format workflow against node definitions ``defs`` (empty list: fine).
 
     ``known_only``: node types missing from ``defs`` are problems (False: they are skipped, their links still checked
     against the types the workflow declares).  ``check_combos``: node types whose combo values must be among the
     definition's choices (file lists depend on the machine, so they are not checked by default).
+    ``saved_earlier``: the workflow was saved by an earlier version of the nodes, so widgets added since, at the end
+    of the optional inputs, may have no value (the frontend gives them their defaults).
     """
     problems: list[str] = []
     nodes = {node["id"]: node for node in workflow["nodes"]}
@@ -182,6 +190,8 @@ def check_workflow(workflow: Mapping, defs: Mapping[str, Mapping], *, known_only
         if isinstance(values, dict):
             problems.append(f"{where}: widgets_values is a dict; the shared format is positional")
             continue
+        if saved_earlier and len(values) < len(layout) and all(s is None or s.optional for s in layout[len(values):]):
+            layout = layout[:len(values)]
         if len(values) != len(layout):
             problems.append(f"{where}: {len(values)} widget values, the definition has {len(layout)} "
                             f"({[s.name if s else '(frontend)' for s in layout]})")

@@ -24,7 +24,7 @@ from vssflow_core.media.mux import AAC_FRAME_SAMPLES
 from vssflow_core.video import resolve_video_input
 from vssflow_core.video.synthetic import make_counter_video
 from workflow_tools import (OUR_NODES, VIRTUAL_NODES, check_workflow, load_workflow, nodes_of_type, to_api,
-                            workflow_files, WORKFLOWS_DIR)
+                            v1_fixture_files, workflow_files, WORKFLOWS_DIR)
 
 from .comfy_server import PACK_DIR_NAME, PACK_PYTHON_MODULE, PromptFailed
 
@@ -68,8 +68,9 @@ def workflow(name: str) -> dict:
     return load_workflow(WORKFLOWS_DIR / f"{name}.json")
 
 
-def api_prompt(info: dict, tiny_models: dict, name: str, **overrides) -> dict:
-    """The shared workflow ``name`` in API format, on the tiny weights, with ``overrides`` by node type."""
+def api_prompt(info: dict, tiny_models: dict, name: str | Path, **overrides) -> dict:
+    """The shared workflow ``name`` (or the workflow file at that path) in API format, on the tiny weights, with
+    ``overrides`` by node type."""
     loaders = {
         "VSSFlowCheckpointLoader": {"ckpt_name": tiny_models["checkpoint"]},
         "VSSFlowComponentsLoader": {key: tiny_models[key] for key in ("clip", "synchformer", "vae", "vocoder",
@@ -77,7 +78,7 @@ def api_prompt(info: dict, tiny_models: dict, name: str, **overrides) -> dict:
     }
     for kind, values in overrides.items():
         loaders.setdefault(kind, {}).update(values)
-    return to_api(workflow(name), info, loaders)
+    return to_api(load_workflow(name) if isinstance(name, Path) else workflow(name), info, loaders)
 
 
 def only(prompt: dict, class_type: str) -> str:
@@ -142,8 +143,8 @@ def test_our_nodes_are_registered(info, tiny_models):
     assert info["VSSFlowVocoderDecode"]["output"] == ["AUDIO"]
     assert info["VSSFlowVideoLoader"]["output"][:2] == ["VSSFLOW_VIDEO", "VIDEO"]
     # model files in models/vssflow are listed in the loaders' dropdowns
-    assert tiny_models["checkpoint"] in info["VSSFlowCheckpointLoader"]["input"]["required"]["ckpt_name"][0]
-    assert tiny_models["vae"] in info["VSSFlowComponentsLoader"]["input"]["required"]["vae"][0]
+    assert tiny_models["checkpoint"] in info["VSSFlowCheckpointLoader"]["input"]["required"]["ckpt_name"][1]["options"]
+    assert tiny_models["vae"] in info["VSSFlowComponentsLoader"]["input"]["required"]["vae"][1]["options"]
     seed = info["VSSFlowSampler"]["input"]["required"]["seed"]
     assert seed[0] == "INT" and seed[1]["control_after_generate"] is True
 
@@ -242,6 +243,16 @@ def saved_all(comfy, entry: dict, prompt: dict) -> list[Path]:
     ui = entry["outputs"][only(prompt, "VSSFlowAudioMux")]
     assert len(ui["images"]) == len(ui["audio"])
     return [comfy.output_dir / item["subfolder"] / item["filename"] for item in ui["images"]]
+
+
+@pytest.mark.parametrize("path", v1_fixture_files(), ids=lambda p: p.stem)
+def test_workflow_saved_before_the_v3_port_runs(comfy, info, tiny_models, clips, path):
+    """The workflows the V1 pack shipped, as saved then, run on the V3 nodes (with test media in their Load nodes)."""
+    assert check_workflow(load_workflow(path), info, known_only=True, saved_earlier=True) == []
+    prompt = api_prompt(info, tiny_models, path, LoadVideo={"file": "clip24.mp4"}, LoadAudio={"audio": "speaker.wav"})
+    mp4, wav = saved(comfy, run(comfy, prompt), prompt)
+    samples, _ = sf.read(str(wav), dtype="float32")
+    assert video_duration(mp4) == pytest.approx(samples.shape[0] / SR, abs=1e-3)
 
 
 # --------------------------------------------------------------------------------------------------------------------
