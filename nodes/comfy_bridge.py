@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import torch
 
+from ..vssflow_core import progress
+
 MODEL_FOLDER = "vssflow"  # models/vssflow/, the folder_paths name of our model files
 MODEL_EXTENSIONS = {".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin"}
 # The example clips shipped with the pack, offered by the VideoLoader as demo_videos/<name> (so the shipped templates
@@ -209,6 +211,11 @@ def throw_if_interrupted() -> None:
     """Raise ComfyUI's interruption exception when the user pressed cancel (never outside ComfyUI)."""
     if model_management is not None:
         model_management.throw_exception_if_processing_interrupted()
+
+
+# The core checks this in every stage's long loops (per frame, encoder batch, network block, solver evaluation, mux
+# packet), so Cancel stops any node within one such unit of work.
+progress.set_interrupt_check(throw_if_interrupted)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ..vssflow_core.config import WINDOWS
 from ..vssflow_core.text.track import phoneme_track
 from .comfy_bridge import io
@@ -50,5 +52,9 @@ class VSSFlowPhonemeTokenizer(io.ComfyNode):
 
 def tokenize(transcript: str, speech_start: float = 0.0, speech_end: float = 0.0, mode: str = "auto",
              duration: float | None = None):
-    """The tokenizer's work (also done by Add Sound to Video): the phoneme track; speech_end 0 is the clip's end."""
-    return phoneme_track(transcript, speech_start, speech_end if speech_end > 0 else None, duration, mode=mode)
+    """The tokenizer's work (also done by Add Sound to Video): the phoneme track.
+
+    speech_end 0 or NaN (not a number, e.g. from a linked math node) is the clip's end, the widget's way of saying
+    "none"; any other end must lie in the clip (the core refuses it otherwise, with the reason)."""
+    end = None if speech_end == 0 or math.isnan(speech_end) else speech_end
+    return phoneme_track(transcript, speech_start, end, duration, mode=mode)

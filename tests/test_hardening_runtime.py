@@ -349,3 +349,44 @@ def test_the_package_build_holds_only_the_core_library():
     assert config["build-system"]["build-backend"] == "setuptools.build_meta"
     assert config["tool"]["setuptools"]["packages"]["find"]["include"] == ["vssflow_core*"]
     assert "install --no-deps --no-build-isolation -e ." in (REPO_ROOT / "scripts" / "setup.sh").read_text()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The nodes: Cancel reaches the core, a NaN speech end (item 10)
+
+
+@pytest.fixture(scope="module")
+def pack():
+    from workflow_tools import load_pack
+
+    return load_pack()
+
+
+def test_comfyuis_cancel_reaches_every_core_loop(pack, monkeypatch):
+    class FakeModelManagement:
+        class InterruptProcessingException(Exception):
+            pass
+
+        pressed = False
+
+        def throw_exception_if_processing_interrupted(self):
+            if self.pressed:
+                raise self.InterruptProcessingException
+
+    fake = FakeModelManagement()
+    monkeypatch.setattr(pack.nodes.comfy_bridge, "model_management", fake)
+    pack.vssflow_core.progress.check_interrupted()  # not pressed: nothing happens
+    fake.pressed = True
+    with pytest.raises(FakeModelManagement.InterruptProcessingException):
+        pack.vssflow_core.progress.check_interrupted()
+
+
+def test_a_nan_speech_end_means_the_end_of_the_clip(pack):
+    tokenize = pack.nodes.phonemes.tokenize
+    for end in (0.0, math.nan):
+        track = tokenize("HH AH0 L OW1", 0.5, end, "auto", 3.0)
+        assert track.end is None
+        assert track.window(3.0) == (0.5, 3.0)
+    assert tokenize("HH AH0 L OW1", 0.5, 2.0, "auto", 3.0).window(3.0) == (0.5, 2.0)
+    with pytest.raises(ValueError, match="ends at inf s, after the end of the clip"):
+        tokenize("HH AH0 L OW1", 0.5, math.inf, "auto", 3.0)
