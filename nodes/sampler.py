@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..vssflow_core.flow.schedules import SCHEDULES
-from ..vssflow_core.flow.solvers import (DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER, OFFICIAL_ATOL,
-                                         OFFICIAL_RTOL, SOLVER_NAMES)
+from ..vssflow_core.flow.solvers import (DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER, MAX_FIXED_STEPS,
+                                         OFFICIAL_ATOL, OFFICIAL_RTOL, SOLVER_NAMES)
 from ..vssflow_core.flow.guidance import OFFICIAL_GUIDANCE_SCALE
 from ..vssflow_core.flow.settings import SamplerSettings
 from ..vssflow_core.pipeline import VSSFlowPipeline
@@ -34,7 +34,7 @@ class VSSFlowSampler(io.ComfyNode):
                 VisualType.Input("visual_features", tooltip="From the Visual Encoder."),
                 io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
                              tooltip="Seed of the starting noise."),
-                io.Int.Input("steps", default=DEFAULT_FIXED_STEPS, min=1, max=10000,
+                io.Int.Input("steps", default=DEFAULT_FIXED_STEPS, min=1, max=MAX_FIXED_STEPS,
                              tooltip="Steps of the fixed-step solvers (ab2: one network evaluation each, the others "
                                      "two or four). Unused with dopri5, which adapts its own steps."),
                 io.Float.Input("guidance_scale", default=OFFICIAL_GUIDANCE_SCALE, min=0.0, max=20.0, step=0.1,
