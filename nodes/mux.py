@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 
-from ..vssflow_core.media import MuxError, atomic_output, materialize_video, mux_audio, write_audio
+from ..vssflow_core.media import OutputPathError, atomic_output, check_output_path, materialize_video, mux_audio, \
+    write_audio
+from ..vssflow_core.media.output_plan import plan_output
 from . import comfy_bridge
 from .comfy_bridge import io
 from .common import CATEGORY
+
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "vssflow/VSSFlow"
+DEFAULT_STEM = DEFAULT_PREFIX.rpartition("/")[2]
+
+
+def checked_prefix(filename_prefix: str, folder_type: str = "output") -> str:
+    """The prefix files are saved under: an empty one, or one naming only a folder ("", "takes/"), gets the default
+    name (ComfyUI would turn it into ".", hence hidden "._00001_.mp4" files); a prefix no file system can store (a NUL
+    byte, a name too long) is refused with the reason."""
+    prefix = (filename_prefix or "").strip()
+    folder, _, stem = prefix.replace("\\", "/").rpartition("/")
+    if not stem.strip(". "):
+        prefix = f"{folder}/{DEFAULT_STEM}" if folder.strip("/") else DEFAULT_PREFIX
+    # the longest name saved: <prefix>_00001_.mp4 (counters grow past five digits only after 99,999 takes)
+    root = comfy_bridge.temp_dir() if folder_type == "temp" else comfy_bridge.output_dir()
+    check_output_path(root / f"{prefix}_00001_.mp4", "filename_prefix")
+    return prefix
 
 
 class VSSFlowAudioMux(io.ComfyNode):
@@ -39,6 +62,15 @@ class VSSFlowAudioMux(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, filename_prefix: str) -> bool | str:
+        # before the prompt runs: a prefix that cannot be saved is reported before anything is generated
+        try:
+            checked_prefix(filename_prefix)
+        except OutputPathError as exc:
+            return str(exc)
+        return True
+
+    @classmethod
     def execute(cls, video, audio, filename_prefix: str, mix_original: bool, original_gain: float,
                 generated_gain: float) -> io.NodeOutput:
         ui, first = mux_and_save(video, audio, filename_prefix, mix_original, original_gain, generated_gain)
@@ -54,10 +86,14 @@ def mux_and_save(video, audio, filename_prefix: str, mix_original: bool = False,
         raise ValueError(f"the AUDIO waveform must be [batch, channels, samples], got {tuple(waveforms.shape)}")
     temp = comfy_bridge.temp_dir()
     temp.mkdir(parents=True, exist_ok=True)
-    folder, stem, counter, subfolder = comfy_bridge.save_path(filename_prefix, folder_type)
+    folder, stem, counter, subfolder = comfy_bridge.save_path(checked_prefix(filename_prefix, folder_type),
+                                                              folder_type)
     videos, sounds, saved = [], [], []
     with tempfile.TemporaryDirectory(prefix="vssflow_mux_", dir=temp) as scratch:
         source = materialize_video(video, scratch)
+        plan = plan_output(source, folder / f"{stem}.mp4")  # copied, or re-encoded as H.264 (e.g. ProRes)
+        if plan.note:
+            log.info("VSSFlow Audio Mux: %s", plan.note)
         for item in waveforms:
             while True:
                 name = f"{stem}_{counter:05}_"
@@ -67,13 +103,8 @@ def mux_and_save(video, audio, filename_prefix: str, mix_original: bool = False,
                     with contextlib.ExitStack() as stack:  # both files appear together, or neither
                         tmp_mp4 = stack.enter_context(atomic_output(mp4))
                         tmp_wav = stack.enter_context(atomic_output(wav))
-                        try:
-                            mux_audio(source, item, rate, tmp_mp4, mix_original=mix_original,
-                                      original_gain=original_gain, generated_gain=generated_gain, overwrite=True)
-                        except MuxError:  # a picture mp4 cannot hold as it is (e.g. ProRes): encode it as H.264
-                            source = materialize_video(video, scratch, "reencoded.mp4", reencode=True)
-                            mux_audio(source, item, rate, tmp_mp4, mix_original=mix_original,
-                                      original_gain=original_gain, generated_gain=generated_gain, overwrite=True)
+                        mux_audio(source, item, rate, tmp_mp4, mix_original=mix_original, plan=plan,
+                                  original_gain=original_gain, generated_gain=generated_gain, overwrite=True)
                         write_audio(tmp_wav, item, rate, overwrite=True)
                 except FileExistsError:
                     continue  # the name was taken meanwhile: take the next number

@@ -282,7 +282,8 @@ def name_max(folder: Path) -> int:
 
 
 @pytest.mark.parametrize("name, problem", [
-    (lambda limit: "take\x00.wav", r"contains a NUL byte \(\\x00\), which no file system allows in a name; remove it"),
+    (lambda limit: "take\x00.wav", r"contains a NUL byte \(\\x00, in 'take\\x00\.wav'\), which no file system "
+                                   r"allows in a name; remove it"),
     (lambda limit: "t" * limit + ".wav", r"too long: the name 't+\.\.\.' is \d+ bytes, more than the \d+ allowed here "
                                           r"\(\d+, the file system's limit, less 18 for the temporary name.*shorten"),
     (lambda limit: "d" * (limit + 1) + "/take.wav", r"too long: the name 'd+\.\.\.' is \d+ bytes, more than the \d+ "

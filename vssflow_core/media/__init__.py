@@ -1,6 +1,7 @@
 """Audio and video files out (and reference audio in): atomic wav/flac writing, stream-copy muxing onto a video."""
 
-from .audio_io import AUDIO_FORMATS, AudioReadError, OutputPathError, atomic_output, read_audio, write_audio
+from .audio_io import (AUDIO_FORMATS, AudioReadError, OutputPathError, atomic_output, check_output_path, read_audio,
+                       write_audio)
 from .mux import CONTAINER_FORMATS, MuxError, MuxResult, mux_audio, video_duration
 from .video_file import materialize_video, write_frames_video
 
@@ -12,6 +13,7 @@ __all__ = [
     "MuxResult",
     "OutputPathError",
     "atomic_output",
+    "check_output_path",
     "materialize_video",
     "mux_audio",
     "read_audio",

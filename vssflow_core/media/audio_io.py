@@ -66,8 +66,9 @@ def check_output_path(path: str | os.PathLike, what: str = "output file name") -
     file is written under.  ``what`` names the setting to change (``"filename_prefix"``, ``"-o"``)."""
     text = os.fspath(path)
     if "\x00" in text:
-        raise OutputPathError(f"the {what} {text!r} contains a NUL byte (\\x00), which no file system allows in a "
-                              f"name; remove it from the {what}")
+        shown = next(part for part in text.split(os.sep) if "\x00" in part)
+        raise OutputPathError(f"the {what} contains a NUL byte (\\x00, in {shown!r}), which no file system allows in "
+                              f"a name; remove it from the {what}")
     path = Path(text).expanduser()
     name_max = _limit(path.parent, "PC_NAME_MAX", 255)
     for part in (*path.parent.parts, path.name):
