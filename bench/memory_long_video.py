@@ -35,6 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vssflow_core.flow.settings import SamplerSettings  # noqa: E402
 from vssflow_core.windows import plan_windows  # noqa: E402
 
 CACHE = ROOT / ".cache" / "bench"
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     with RssSampler() as sampler:
-        audio = pipe.generate(video, solver=args.solver, steps=args.steps, callback=on_step,
+        audio = pipe.generate(video, settings=SamplerSettings(solver=args.solver, steps=args.steps), callback=on_step,
                               max_duration=float("inf"))
         generated = time.perf_counter()
         if not args.no_mux:

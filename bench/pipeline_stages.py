@@ -55,6 +55,7 @@ from vssflow_core.config import VSSFlowConfig  # noqa: E402
 from vssflow_core.devices import resolve_dtype  # noqa: E402
 from vssflow_core.encoders.clip import CLIPVisionConfig, CLIPVisualEncoder  # noqa: E402
 from vssflow_core.encoders.synchformer import SynchformerConfig, SynchformerVisualEncoder  # noqa: E402
+from vssflow_core.flow.settings import SamplerSettings  # noqa: E402
 from vssflow_core.flow.solvers import DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER, OFFICIAL_ATOL  # noqa: E402
 from vssflow_core.media.mux import mux_audio  # noqa: E402
 from vssflow_core.media.video_file import write_frames_video  # noqa: E402
@@ -141,6 +142,9 @@ def main() -> None:
     rss_start = peak_rss_mib()
     build_start = time.perf_counter()
     encoder_dtype = resolve_dtype(args.encoder_dtype, "cpu")
+    fast = not args.reference_sampler
+    settings = SamplerSettings(solver=args.solver, steps=args.steps, schedule=args.schedule, atol=args.atol,
+                               rtol=args.atol, batched_guidance=fast, cache=fast, compile=args.compile)
     pipe = build(args.tiny, getattr(torch, args.dtype), encoder_dtype)
     parts = pipe.components
     build_s = time.perf_counter() - build_start
@@ -148,8 +152,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {'tiny' if args.tiny else 'full-size'} "
           f"random components (network {params / 1e6:.1f} M parameters, {args.dtype}; encoders "
           f"{str(encoder_dtype).removeprefix('torch.')}), built in {build_s:.1f} s; "
-          f"solver {args.solver}"
-          + (f" atol=rtol={args.atol:g}" if args.solver == "dopri5" else f" {args.steps} steps ({args.schedule})")
+          f"solver {settings.describe()}"
           + (", reference sampler (2 plain passes per evaluation)" if args.reference_sampler else
              ", fast sampler (batched guidance + DiT cache)") + (", compiled" if args.compile else ""))
 
@@ -190,11 +193,7 @@ def main() -> None:
         phoneme_frame_ids(args.transcript, duration=visual.duration)
         phonemes_warm = time.perf_counter() - warm
         conditions = stage("conditions", lambda: pipe.conditions(visual, phone_ids))
-        fast = not args.reference_sampler
-        sampled = stage("sampler", lambda: pipe.sample(conditions, seed=args.seed, solver=args.solver,
-                                                       steps=args.steps, schedule=args.schedule,
-                                                       atol=args.atol, rtol=args.atol,
-                                                       batched_guidance=fast, cache=fast, compile=args.compile))
+        sampled = stage("sampler", lambda: pipe.sample(conditions, seed=args.seed, settings=settings))
         vae = parts.vae
 
         def vae_decode():
@@ -223,10 +222,11 @@ def main() -> None:
     print()
     print(f"non-DiT share (everything other than the sampler): {total - sampler_s:.3f} s = "
           f"{100 * (total - sampler_s) / total:.1f}% of the total")
-    passes = (f"{2 * sampled.evaluations} DiT passes of batch 1" if args.reference_sampler else
-              f"{sampled.evaluations} DiT passes of batch 2")
-    print(f"sampler: {sampled.evaluations} guided evaluations ({passes}), {sampled.steps} steps, "
-          f"{sampler_s / max(1, sampled.evaluations):.3f} s per evaluation")
+    stats = sampled.stats
+    passes = (f"{2 * stats.evaluations} DiT passes of batch 1" if args.reference_sampler else
+              f"{stats.evaluations} DiT passes of batch 2")
+    print(f"sampler: {stats.evaluations} guided evaluations ({passes}), {stats.steps} steps, "
+          f"{sampler_s / max(1, stats.evaluations):.3f} s per evaluation")
     print(f"phonemes again (warm, not in the total): {phonemes_warm:.3f} s")
     print(f"peak RSS during the stages {peak_rss_mib():.0f} MiB" + ("" if reset else " (peak since start: the "
           "kernel refused the reset)") + f"; at start {rss_start:.0f} MiB; after building the components and "

@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vssflow_core.config import SEQUENCE, WINDOWS  # noqa: E402
+from vssflow_core.flow.settings import SamplerSettings  # noqa: E402
 from vssflow_core.flow.solvers import OFFICIAL_SOLVER  # noqa: E402
 from vssflow_core.pipeline import VSSFlowPipeline  # noqa: E402
 from vssflow_core.windows import SEAMS, WindowPlan, plan_windows  # noqa: E402
@@ -197,12 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     pipe = build_pipeline(args.checkpoint, args.models_dir, args.device)
     scratch = Path(tempfile.mkdtemp(prefix="vssflow_seams_video_"))
     video = Path(args.video) if args.video else synthetic_video(scratch / "scene.mp4", args.seconds, seed=0)
+    settings = SamplerSettings(solver=args.solver, steps=args.steps)
     results: dict[str, dict] = {}
     for seam in SEAMS:
         windows = dataclasses.replace(WINDOWS, seam=seam)
         runs, started = [], time.perf_counter()
         for seed in args.seeds:
-            audio = pipe.generate(video, seed=seed, solver=args.solver, steps=args.steps, windows=windows,
+            audio = pipe.generate(video, seed=seed, settings=settings, windows=windows,
                                   max_duration=float("inf"))
             plan = plan_windows(audio.duration, SEQUENCE, windows)
             waveform = audio.waveform[0].numpy()

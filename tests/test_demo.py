@@ -18,6 +18,7 @@ from vssflow_core.config import SEQUENCE, VSSFlowConfig
 from vssflow_core.demo import DEMO_CHECKPOINT, demo_available, frontend_config, load_frontends
 from vssflow_core.demo.frontends import (DemoFrontendConfig, GriffinLimVocoder, MelPatchCodec, MotionGridEncoder,
                                          PixelGridEncoder)
+from vssflow_core.flow.settings import SamplerSettings
 from vssflow_core.loading import load_components, load_network, resolve_checkpoint
 from vssflow_core.pipeline import VSSFlowPipeline
 from vssflow_core.train.config import ConfigError, TrainConfig
@@ -188,7 +189,7 @@ def test_without_a_full_checkpoint_the_demo_is_the_default(tmp_path, caplog):
 def test_demo_generates_the_exact_duration_from_frames():
     pipeline = VSSFlowPipeline.load("demo", device="cpu")
     frames = frames_with_square(20, count=75)  # 3 s at 25 fps
-    result = pipeline.generate(frames, fps=25, seed=3, solver="euler", steps=4)
+    result = pipeline.generate(frames, fps=25, seed=3, settings=SamplerSettings(solver="euler", steps=4))
     assert result.waveform.shape == (1, 3 * SEQUENCE.sample_rate)
     assert torch.isfinite(result.waveform).all()
 
@@ -207,7 +208,8 @@ def test_a_demo_style_training_checkpoint_loads_with_its_frontends(tmp_path):
     pipeline = VSSFlowPipeline.load(tmp_path, device="cpu")
     clip, synch, vae, vocoder = load_frontends(CFG)
     assert type(pipeline.components.clip) is type(clip) and type(pipeline.components.vae) is type(vae)
-    result = pipeline.generate(frames_with_square(5, count=50), fps=25, solver="euler", steps=2)
+    result = pipeline.generate(frames_with_square(5, count=50), fps=25,
+                               settings=SamplerSettings(solver="euler", steps=2))
     assert result.waveform.shape == (1, 2 * SEQUENCE.sample_rate)
 
 

@@ -25,6 +25,7 @@ from vssflow_core.encoders.clip import CLIPVisualEncoder
 from vssflow_core.encoders.synchformer import SynchformerVisualEncoder
 from vssflow_core.flow.guidance import CachedGuidedVelocity, GuidedVelocity
 from vssflow_core.flow.path import with_conditions
+from vssflow_core.flow.settings import SamplerSettings
 from vssflow_core.flow.solvers import SOLVER_NAMES, make_solver
 from vssflow_core.model.compile import CompiledOrEager
 from vssflow_core.model.dit import apply_rotary, rotary_tables
@@ -375,10 +376,11 @@ def _pipe_conditions(pipe: VSSFlowPipeline, batch_size: int = 2):
 
 def test_pipeline_fast_and_reference_paths_sample_the_same_latent(pipe):
     conditions = _pipe_conditions(pipe)
-    fast = pipe.sample(conditions, seed=4, solver="heun", steps=3)
-    slow = pipe.sample(conditions, seed=4, solver="heun", steps=3, cache=False, batched_guidance=False)
+    fast = pipe.sample(conditions, seed=4, settings=SamplerSettings(solver="heun", steps=3))
+    slow = pipe.sample(conditions, seed=4,
+                       settings=SamplerSettings(solver="heun", steps=3, cache=False, batched_guidance=False))
     torch.testing.assert_close(fast.latent, slow.latent, rtol=0, atol=1e-5)
-    assert fast.evaluations == slow.evaluations == 6
+    assert fast.stats.evaluations == slow.stats.evaluations == 6
 
 
 def test_pipeline_compile_flag_samples_the_same_latent(pipe, monkeypatch, fresh_dynamo):
@@ -394,9 +396,9 @@ def test_pipeline_compile_flag_samples_the_same_latent(pipe, monkeypatch, fresh_
     monkeypatch.setattr(compile_module.CompiledOrEager, "__init__", no_compiler)
     conditions = _pipe_conditions(pipe, batch_size=1)
     with pytest.warns(RuntimeWarning, match="cannot compile"):
-        compiled = pipe.sample(conditions, seed=1, solver="euler", steps=2, compile=True)
+        compiled = pipe.sample(conditions, seed=1, settings=SamplerSettings(solver="euler", steps=2, compile=True))
     assert backends == ["inductor"]
-    eager = pipe.sample(conditions, seed=1, solver="euler", steps=2)
+    eager = pipe.sample(conditions, seed=1, settings=SamplerSettings(solver="euler", steps=2))
     torch.testing.assert_close(compiled.latent, eager.latent, rtol=0, atol=0)
 
 

@@ -30,6 +30,7 @@ from test_media_mux import (
 from tiny_models import CLIP_CFG, VAE_CFG, build_tiny_components, save_module as _save
 from vssflow_core.codec.vae import MelVAE
 from vssflow_core.encoders.clip import CLIPVisualEncoder
+from vssflow_core.flow.settings import SamplerSettings
 from vssflow_core.generate import main as generate_main
 from vssflow_core.flow.solvers import DEFAULT_SOLVER
 from vssflow_core.media.mux import AAC_FRAME_SAMPLES
@@ -78,7 +79,7 @@ def videos(tmp_path_factory) -> dict[str, Path]:
 
 def fast(**kwargs):
     """Sampling arguments that keep a run well under a second."""
-    return {"solver": "euler", "steps": 3, **kwargs}
+    return {"settings": SamplerSettings(solver="euler", steps=3), **kwargs}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -122,12 +123,13 @@ def test_too_long_clip_is_refused_before_encoding(pipe, videos):
         pipe.components.encode_video(videos["12s"], max_duration=5)
 
 
-def test_unknown_sampler_names_are_refused_before_the_video_is_read(pipe, tmp_path):
-    missing = tmp_path / "not_there.mp4"  # reading it would fail with another error
+def test_unknown_sampler_names_are_refused_before_the_video_is_read():
     with pytest.raises(ValueError, match="unknown solver 'ddim'; choose one of euler, midpoint"):
-        pipe.generate(missing, solver="ddim")
+        SamplerSettings(solver="ddim")
     with pytest.raises(ValueError, match="unknown time schedule 'karras'; choose one of uniform, balanced"):
-        pipe.generate(missing, solver="heun", schedule="karras")
+        SamplerSettings(solver="heun", schedule="karras")
+    with pytest.raises(ValueError, match="guidance scale must be a finite number"):
+        SamplerSettings(guidance_scale=float("nan"))
 
 
 def test_duration_limit_allows_a_frame_of_slack():
@@ -186,13 +188,13 @@ def test_generate_length_and_seed_reproducibility(pipe, videos):
     assert torch.isfinite(first.waveform).all() and first.waveform.abs().max() > 0
     assert torch.equal(first.waveform, again.waveform)
     assert not torch.allclose(first.waveform, other.waveform)
-    assert first.seeds == [7] and first.as_comfy_audio()["waveform"].shape == (1, 1, 3 * SR)
+    assert first.stats.seeds == (7,) and first.as_comfy_audio()["waveform"].shape == (1, 1, 3 * SR)
 
 
 def test_batch_items_keep_their_own_seed(pipe, videos):
     batch = pipe.generate(videos["3s"], seed=10, batch_size=2, **fast())
     single = pipe.generate(videos["3s"], seed=11, **fast())
-    assert batch.seeds == [10, 11] and batch.waveform.shape == (2, 3 * SR)
+    assert batch.stats.seeds == (10, 11) and batch.waveform.shape == (2, 3 * SR)
     torch.testing.assert_close(batch.waveform[1], single.waveform[0], atol=1e-4, rtol=0)
     assert not torch.allclose(batch.waveform[0], batch.waveform[1])
 
@@ -207,11 +209,12 @@ def test_output_is_trimmed_to_the_clip_duration(pipe):
 def test_progress_callback_once_per_step(pipe, videos, solver):
     visual = pipe.components.encode_video(videos["3s"])
     calls: list[SamplingProgress] = []
-    sampled = pipe.sample(pipe.conditions(visual), seed=0, solver=solver, steps=5, callback=calls.append)
-    assert len(calls) == sampled.steps > 0
-    assert [c.step for c in calls] == list(range(1, sampled.steps + 1))
+    sampled = pipe.sample(pipe.conditions(visual), seed=0, settings=SamplerSettings(solver=solver, steps=5),
+                          callback=calls.append)
+    assert len(calls) == sampled.stats.steps > 0
+    assert [c.step for c in calls] == list(range(1, sampled.stats.steps + 1))
     assert all(a.t < b.t for a, b in zip(calls, calls[1:])) and calls[-1].t == pytest.approx(1.0)
-    assert calls[-1].evaluations == sampled.evaluations
+    assert calls[-1].evaluations == sampled.stats.evaluations
     assert calls[0].total_steps == (5 if solver == "euler" else None)
     assert sampled.latent.shape == (1, 128, 250)
 
@@ -228,7 +231,7 @@ def test_raising_in_the_callback_cancels(pipe, videos):
             raise Cancelled
 
     with pytest.raises(Cancelled):
-        pipe.generate(videos["3s"], solver="euler", steps=10, callback=cancel_at_two)
+        pipe.generate(videos["3s"], settings=SamplerSettings(solver="euler", steps=10), callback=cancel_at_two)
     assert seen == [1, 2]
 
 

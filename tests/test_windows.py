@@ -17,6 +17,7 @@ import torch
 
 from tiny_models import build_tiny_components
 from vssflow_core.config import SEQUENCE, WINDOWS
+from vssflow_core.flow.settings import SamplerSettings
 from vssflow_core.flow.solvers import make_solver
 from vssflow_core.pipeline import VSSFlowPipeline
 from vssflow_core.results import SamplingProgress
@@ -69,7 +70,7 @@ def long_video(tmp_path_factory) -> Path:
 
 
 def fast(**kwargs):
-    return {"solver": "euler", "steps": 2, **kwargs}
+    return {"settings": SamplerSettings(solver="euler", steps=2), **kwargs}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -245,7 +246,7 @@ def test_forty_five_seconds_give_forty_five_seconds_of_audio(pipe, long_video, w
                           callback=calls.append, **fast())
     assert audio.duration == pytest.approx(45.0) and audio.waveform.shape == (1, 45 * SR)
     assert torch.isfinite(audio.waveform).all() and audio.waveform[0, -SR:].abs().max() > 0
-    assert audio.seeds == [3] and audio.steps == 12 and [c.step for c in calls] == list(range(1, 13))
+    assert audio.stats.seeds == (3,) and audio.stats.steps == 12 and [c.step for c in calls] == list(range(1, 13))
     assert all(a.t < b.t for a, b in zip(calls, calls[1:])) and calls[-1].t == pytest.approx(1.0)
 
 
@@ -255,7 +256,7 @@ def test_each_window_continues_the_one_before(pipe, long_video):
     phone_ids = phoneme_frame_ids(HELLO, 8.0, 12.0, visual.duration)
     sampled = pipe.sample_windows(visual, phone_ids, seed=3, **fast())
     latent, plan = sampled.latent, sampled.plan
-    assert latent.shape == (1, 6, 128, 250) and sampled.steps == 12
+    assert latent.shape == (1, 6, 128, 250) and sampled.stats.steps == 12
     for k in range(1, plan.count):
         overlap = plan.overlap_frames(k)
         torch.testing.assert_close(latent[:, k, :, :overlap], latent[:, k - 1, :, 250 - overlap:], atol=1e-5, rtol=0)
@@ -317,10 +318,11 @@ def test_the_loader_preview_of_a_long_video_is_its_first_minute(tmp_path):
 PEAK_RSS = """
 import json, resource, sys, torch
 torch.set_num_threads(1)
+from vssflow_core.flow.settings import SamplerSettings
 from vssflow_core.pipeline import VSSFlowPipeline
 paths = json.loads(sys.argv[1])
 pipe = VSSFlowPipeline.load(paths.pop("checkpoint"), device="cpu", **paths)
-pipe.generate(sys.argv[2], solver="euler", steps=1)
+pipe.generate(sys.argv[2], settings=SamplerSettings(solver="euler", steps=1))
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
 

@@ -25,6 +25,7 @@ import torch
 from .config import WINDOWS
 from .flow.guidance import OFFICIAL_GUIDANCE_SCALE
 from .flow.schedules import SCHEDULES
+from .flow.settings import SamplerSettings
 from .flow.solvers import (DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER, OFFICIAL_ATOL, OFFICIAL_RTOL,
                            OFFICIAL_SOLVER, SOLVER_NAMES)
 
@@ -169,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
     from .windows import check_duration
 
     _check_args(args)
+    settings = SamplerSettings(solver=args.solver, steps=args.steps, schedule=args.schedule,
+                               guidance_scale=args.guidance_scale, atol=args.atol, rtol=args.rtol, compile=args.compile)
     # Cheap checks first: the video opens and is not too long, the transcript is pronounceable in its window.
     source, _ = as_frame_source(args.video)
     try:
@@ -183,13 +186,11 @@ def run(args: argparse.Namespace) -> int:
         vae=args.vae_path, vocoder=args.vocoder_path, rawnet3=args.rawnet3_path, speaker=bool(args.speaker),
         download=args.download, device=args.device, dtype=_DTYPES[args.dtype], encoder_dtype=args.encoder_dtype,
     )
-    progress = _ProgressBar(args.solver, enabled=not args.quiet)
+    progress = _ProgressBar(settings.solver, enabled=not args.quiet)
     try:
         audio = pipe.generate(args.video, args.transcript, speech_start=args.speech_start, speech_end=args.speech_end,
-                              speaker=args.speaker, lip=args.lip, seed=args.seed, solver=args.solver,
-                              steps=args.steps, schedule=args.schedule, guidance_scale=args.guidance_scale,
-                              atol=args.atol, rtol=args.rtol,
-                              callback=progress, max_duration=args.max_duration, compile=args.compile)
+                              speaker=args.speaker, lip=args.lip, seed=args.seed, settings=settings,
+                              callback=progress, max_duration=args.max_duration)
     finally:
         progress.close()
     waveform = audio.waveform[0]
@@ -205,8 +206,9 @@ def run(args: argparse.Namespace) -> int:
             tmp_audio = stack.enter_context(atomic_output(args.wav))
             write_audio(tmp_audio, waveform, audio.sample_rate, overwrite=True)
     written = " and ".join(p for p in (args.output, args.wav) if p)
-    print(f"wrote {written}: {audio.duration:.2f} s, seed {args.seed}, {args.solver} {audio.steps} steps / "
-          f"{audio.evaluations} evaluations, {time.perf_counter() - started:.1f} s")
+    stats = audio.stats
+    print(f"wrote {written}: {audio.duration:.2f} s, seed {args.seed}, {stats.solver} {stats.steps} steps / "
+          f"{stats.evaluations} evaluations, {time.perf_counter() - started:.1f} s")
     return 0
 
 

@@ -26,19 +26,16 @@ them, reading, sampling and decoding one window at a time.  Videos over the conf
 
 from __future__ import annotations
 
-import math
 import os
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 
 from .components import PipelineComponents, check_compatible
 from .config import WINDOWS, WindowConfig
 from .encoders.lip import fit_lip_length, load_lip_features, validate_lip_features, zero_lip_features
-from .flow.guidance import OFFICIAL_GUIDANCE_SCALE, CachedGuidedVelocity, GuidedVelocity
-from .flow.schedules import check_schedule
-from .flow.solvers import (DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER, OFFICIAL_ATOL, OFFICIAL_RTOL,
-                           SOLVER_NAMES, make_solver)
+from .flow.guidance import CachedGuidedVelocity, GuidedVelocity
+from .flow.settings import SamplerSettings, SamplingStats
 from .loading import load_components, load_network, resolve_checkpoint
 from .model.compile import CompiledOrEager
 from .model.vssflow import Conditions, VSSFlow
@@ -173,48 +170,20 @@ class VSSFlowPipeline:
         return noise.to(self.device), seeds
 
     @torch.inference_mode()
-    def sample(
-        self,
-        conditions: Conditions,
-        *,
-        seed: int = 0,
-        solver: str = DEFAULT_SOLVER,
-        steps: int = DEFAULT_FIXED_STEPS,
-        schedule: str = DEFAULT_SCHEDULE,
-        guidance_scale: float = OFFICIAL_GUIDANCE_SCALE,
-        atol: float = OFFICIAL_ATOL,
-        rtol: float = OFFICIAL_RTOL,
-        callback: ProgressCallback | None = None,
-        batched_guidance: bool = True,
-        cache: bool = True,
-        compile: bool = False,
-        known: KnownFrames | None = None,
-    ) -> SampledLatent:
-        """Integrate the guided flow from noise (t = 0) to a packed latent (t = 1).
+    def sample(self, conditions: Conditions, *, seed: int = 0, settings: SamplerSettings = SamplerSettings(),
+               callback: ProgressCallback | None = None, known: KnownFrames | None = None) -> SampledLatent:
+        """Integrate the guided flow from noise (t = 0) to a packed latent (t = 1) as ``settings`` say.
 
-        ``solver``: dopri5 (official, adaptive: ``atol``/``rtol``) or euler / midpoint / heun / rk4 / ab2 (``steps``
-        on the ``schedule``'s time grid: ``balanced`` or ``uniform``).
-        ``callback`` is called after every accepted step with a :class:`SamplingProgress`; anything it raises stops
-        sampling and propagates (that is how a caller cancels).
-
-        The fast paths change the cost, not the field: ``batched_guidance`` runs the unconditional and conditional
-        inputs as one batch, ``cache`` computes what is constant over the generation once
-        (:class:`CachedGuidedVelocity`; with a bfloat16 network it also keeps the residual stream and time features
-        in float32), ``compile`` runs the network through ``torch.compile`` (slow to start; falls back with a
-        warning where it cannot compile).  ``cache=False, batched_guidance=False`` is the reference path: two plain
-        passes per evaluation, as official.
+        ``callback`` is called after every accepted step with a :class:`~vssflow_core.results.SamplingProgress`;
+        anything it raises stops sampling and propagates (that is how a caller cancels).
 
         ``known``: leading latent frames already generated (the previous window's end); they are held on the flow
         path to their value and the rest is generated to continue them (:class:`~vssflow_core.windows.KnownFrames`).
         """
-        if solver not in SOLVER_NAMES:
-            raise ValueError(f"unknown solver '{solver}'; choose one of {', '.join(SOLVER_NAMES)}")
-        if not math.isfinite(guidance_scale):
-            raise ValueError(f"guidance scale must be a finite number, got {guidance_scale}")
-        ode = make_solver(solver, steps=steps, atol=atol, rtol=rtol, schedule=schedule)
+        ode = settings.make_solver()
         noise, seeds = self.initial_noise(conditions.batch_size, seed)
         x = torch.cat([noise, conditions.latent_cond.float()], dim=1)
-        velocity = self._guided_velocity(conditions, guidance_scale, batched_guidance, cache, compile)
+        velocity = self._guided_velocity(conditions, settings)
         field = velocity if known is None else known.constrain(velocity, noise)
 
         on_step = None
@@ -223,20 +192,19 @@ class VSSFlowPipeline:
                 callback(SamplingProgress(step=step, total_steps=total, t=t, evaluations=velocity.evaluations))
 
         solution = ode.solve(field, x, 0.0, 1.0, callback=on_step)
-        return SampledLatent(latent=solution.x[:, : self.model.latent_channels].float(), seeds=seeds, solver=solver,
-                             steps=solution.steps, evaluations=solution.evaluations)
+        stats = SamplingStats(seeds=tuple(seeds), solver=settings.solver, steps=solution.steps,
+                              evaluations=solution.evaluations)
+        return SampledLatent(latent=solution.x[:, : self.model.latent_channels].float(), stats=stats)
 
-    def _guided_velocity(self, conditions: Conditions, guidance_scale: float, batched: bool, cache: bool,
-                         compile: bool) -> GuidedVelocity:
-        if cache:
-            forward = CompiledOrEager(self.model.latent_velocity) if compile else None
-            return CachedGuidedVelocity(self.model, conditions, guidance_scale, batched=batched,
-                                        latent_velocity=forward)
+    def _guided_velocity(self, conditions: Conditions, settings: SamplerSettings) -> GuidedVelocity:
+        batched, scale = settings.batched_guidance, settings.guidance_scale
+        if settings.cache:
+            forward = CompiledOrEager(self.model.latent_velocity) if settings.compile else None
+            return CachedGuidedVelocity(self.model, conditions, scale, batched=batched, latent_velocity=forward)
         network = _NetworkInItsDtype(self.model)
-        if compile:
+        if settings.compile:
             network = CompiledOrEager(network)
-        return GuidedVelocity(network, conditions, guidance_scale, latent_channels=self.model.latent_channels,
-                              batched=batched)
+        return GuidedVelocity(network, conditions, scale, latent_channels=self.model.latent_channels, batched=batched)
 
     # ---------------------------------------------------------------------------------------------------- windows
 
@@ -250,48 +218,21 @@ class VSSFlowPipeline:
         *,
         batch_size: int = 1,
         seed: int = 0,
+        settings: SamplerSettings = SamplerSettings(),
         callback: ProgressCallback | None = None,
-        **sampling: Any,
     ) -> SampledLatent:
-        """Sample every window of ``visual`` (see :meth:`sample` for ``sampling``), each continuing the one before it
-        or on its own, by the plan's seam strategy.
+        """Sample every window of ``visual`` (see :meth:`sample`), each continuing the one before it or on its own,
+        by the plan's seam strategy.
 
         ``phone_ids`` ``[T]`` and ``lip`` ``[T, lip_dim]`` lie on the plan's timeline (``T =
         plan.timeline.latent_length``, as :func:`~vssflow_core.text.track.phoneme_frame_ids` and
-        :meth:`lip_features` give them).  The latent is
-        ``[B, windows, 128, L]``, or ``[B, 128, L]`` for one window.
+        :meth:`lip_features` give them).  The latent is ``[B, windows, 128, L]``, or ``[B, 128, L]`` for one window.
         """
         plan = visual.plan
-        windows = (visual.window(k) for k in range(plan.count))
-        sampled = list(self._sample_each_window(plan, windows, phone_ids, speaker, lip, batch_size, seed, callback,
-                                                sampling))
-        latent = sampled[0].latent if plan.count == 1 else torch.stack([s.latent for s in sampled], dim=1)
-        return SampledLatent(latent=latent, seeds=sampled[0].seeds, solver=sampled[0].solver,
-                             steps=sum(s.steps for s in sampled), evaluations=sum(s.evaluations for s in sampled),
-                             plan=plan)
-
-    def _sample_each_window(self, plan: WindowPlan, visuals: Iterable[VisualFeatures], phone_ids: torch.Tensor | None,
-                            speaker: torch.Tensor | None, lip: torch.Tensor | None, batch_size: int, seed: int,
-                            callback: ProgressCallback | None, sampling: Mapping[str, Any]) -> Iterator[SampledLatent]:
-        """Window by window, lazily (``visuals`` may encode each window only when it is needed)."""
-        timeline = plan.timeline.latent_length
-        phone_ids = silent_frame_ids(plan.timeline) if phone_ids is None else phone_ids
-        lip = zero_lip_features(timeline, self.model.cfg.lip_dim) if lip is None else lip
-        for name, track in (("phoneme ids", phone_ids), ("lip features", lip)):
-            if track.shape[0] != timeline:
-                raise ValueError(f"{name} cover {track.shape[0]} latent frames, the {plan.count} window(s) of a "
-                                 f"{plan.duration:.2f} s clip need {timeline}; make them for this clip's duration")
-        previous, steps, evaluations = None, 0, 0
-        for k, visual in enumerate(visuals):
-            conditions = self.conditions(visual, plan.window_slice(phone_ids, k), speaker, plan.window_slice(lip, k),
-                                         batch_size)
-            known = None
-            if previous is not None and plan.windows.seam == "continue":
-                known = KnownFrames.from_previous(previous, plan, k)
-            sampled = self.sample(conditions, seed=window_seed(seed, k), known=known,
-                                  callback=window_progress(callback, k, plan.count, steps, evaluations), **sampling)
-            steps, evaluations, previous = steps + sampled.steps, evaluations + sampled.evaluations, sampled.latent
-            yield sampled
+        windows = _WindowSampler(self, plan, phone_ids, speaker, lip, batch_size, seed, settings, callback)
+        latents = [windows.sample(k, visual.window(k)) for k in range(plan.count)]
+        latent = latents[0] if plan.count == 1 else torch.stack(latents, dim=1)
+        return SampledLatent(latent=latent, stats=windows.stats, plan=plan)
 
     # ---------------------------------------------------------------------------------------------------- all at once
 
@@ -307,27 +248,17 @@ class VSSFlowPipeline:
         fps: float | None = None,
         batch_size: int = 1,
         seed: int = 0,
-        solver: str = DEFAULT_SOLVER,
-        steps: int = DEFAULT_FIXED_STEPS,
-        schedule: str = DEFAULT_SCHEDULE,
-        guidance_scale: float = OFFICIAL_GUIDANCE_SCALE,
-        atol: float = OFFICIAL_ATOL,
-        rtol: float = OFFICIAL_RTOL,
+        settings: SamplerSettings = SamplerSettings(),
         callback: ProgressCallback | None = None,
         max_duration: float | None = None,
         windows: WindowConfig = WINDOWS,
-        **sampling: Any,
     ) -> GeneratedAudio:
         """Every stage in order, for a video of any length up to ``max_duration`` seconds (None: the configured
         maximum).  Cheap checks (length, transcript, lip file, speaker) run before the expensive encoders; then each
         window is read, encoded, sampled, decoded and joined before the next one is read, so memory holds one window's
-        frames, features and audio (plus the output track) whatever the video's length.  Further keyword arguments
-        go to :meth:`sample`."""
+        frames, features and audio (plus the output track) whatever the video's length."""
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
-        if solver not in SOLVER_NAMES:
-            raise ValueError(f"unknown solver '{solver}'; choose one of {', '.join(SOLVER_NAMES)}")
-        check_schedule(schedule)
         source, owned = as_frame_source(video, fps=fps)
         try:
             duration = check_duration(source.end_time, windows, max_duration)
@@ -336,19 +267,51 @@ class VSSFlowPipeline:
                                           windows)
             lip_features = self.lip_features(lip, plan.timeline.latent_length)
             speaker_vector = self.speaker_embedding(speaker)
-            visuals = (VisualFeatures(*self.components.encode_window(source, start), duration=duration,
-                                      source_fps=float(source.average_fps)) for start in plan.starts)
+            sampler = _WindowSampler(self, plan, phone_ids, speaker_vector, lip_features, batch_size, seed, settings,
+                                     callback)
             joiner = AudioJoiner(plan, batch_size)
-            sampling = {**sampling, "solver": solver, "steps": steps, "schedule": schedule,
-                        "guidance_scale": guidance_scale, "atol": atol, "rtol": rtol}
-            seeds, total_steps, evaluations = [], 0, 0
-            for k, window in enumerate(self._sample_each_window(plan, visuals, phone_ids, speaker_vector, lip_features,
-                                                                batch_size, seed, callback, sampling)):
-                joiner.add(k, self.components.decode_window(window.latent))
-                seeds = seeds or window.seeds
-                total_steps, evaluations = total_steps + window.steps, evaluations + window.evaluations
+            for k, start in enumerate(plan.starts):
+                visual = VisualFeatures(*self.components.encode_window(source, start), duration=duration,
+                                        source_fps=float(source.average_fps))
+                joiner.add(k, self.components.decode_window(sampler.sample(k, visual)))
         finally:
             if owned:
                 source.close()
         return GeneratedAudio(waveform=joiner.result(), sample_rate=self.components.sample_rate, duration=duration,
-                              seeds=seeds, solver=solver, steps=total_steps, evaluations=evaluations)
+                              stats=sampler.stats)
+
+
+class _WindowSampler:
+    """Samples the windows of one plan in order, each from the conditions of its stretch of the timeline;
+    :attr:`stats` totals them as they go (it is also what the progress of the next window starts from)."""
+
+    def __init__(self, pipe: VSSFlowPipeline, plan: WindowPlan, phone_ids: torch.Tensor | None,
+                 speaker: torch.Tensor | None, lip: torch.Tensor | None, batch_size: int, seed: int,
+                 settings: SamplerSettings, callback: ProgressCallback | None):
+        timeline = plan.timeline.latent_length
+        self.phone_ids = silent_frame_ids(plan.timeline) if phone_ids is None else phone_ids
+        self.lip = zero_lip_features(timeline, pipe.model.cfg.lip_dim) if lip is None else lip
+        for name, track in (("phoneme ids", self.phone_ids), ("lip features", self.lip)):
+            if track.shape[0] != timeline:
+                raise ValueError(f"{name} cover {track.shape[0]} latent frames, the {plan.count} window(s) of a "
+                                 f"{plan.duration:.2f} s clip need {timeline}; make them for this clip's duration")
+        self.pipe, self.plan, self.speaker, self.batch_size, self.seed = pipe, plan, speaker, batch_size, seed
+        self.settings, self.callback = settings, callback
+        self.stats: SamplingStats | None = None
+        self.previous: torch.Tensor | None = None
+
+    def sample(self, k: int, visual: VisualFeatures) -> torch.Tensor:
+        """Window ``k``'s latent ``[B, 128, L]`` (windows come in order: each may continue the one before)."""
+        plan = self.plan
+        conditions = self.pipe.conditions(visual, plan.window_slice(self.phone_ids, k), self.speaker,
+                                          plan.window_slice(self.lip, k), self.batch_size)
+        known = None
+        if self.previous is not None and plan.windows.seam == "continue":
+            known = KnownFrames.from_previous(self.previous, plan, k)
+        before = self.stats or SamplingStats()
+        progress = window_progress(self.callback, k, plan.count, before.steps, before.evaluations)
+        sampled = self.pipe.sample(conditions, seed=window_seed(self.seed, k), settings=self.settings,
+                                   callback=progress, known=known)
+        self.stats = sampled.stats if self.stats is None else self.stats + sampled.stats
+        self.previous = sampled.latent
+        return sampled.latent

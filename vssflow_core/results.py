@@ -3,12 +3,12 @@ generated audio."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from .flow.solvers import DEFAULT_SOLVER
+from .flow.settings import SamplingStats
 from .windows import WindowPlan
 
 __all__ = ["GeneratedAudio", "ProgressCallback", "SampledLatent", "SamplingProgress", "VisualFeatures"]
@@ -59,10 +59,7 @@ ProgressCallback = Callable[[SamplingProgress], None]
 @dataclass
 class SampledLatent:
     latent: torch.Tensor  # [B, latent_channels, L] packed VAE latent, float32; [B, windows, latent_channels, L]
-    seeds: list[int]  # the seed of every batch item (in the first window)
-    solver: str
-    steps: int  # accepted solver steps (over all windows)
-    evaluations: int  # guided-velocity evaluations (each one network pass over [uncond ; cond] by default)
+    stats: SamplingStats  # over all windows
     plan: WindowPlan | None = None  # the windows of a windowed latent
 
 
@@ -71,10 +68,7 @@ class GeneratedAudio:
     waveform: torch.Tensor  # [B, samples] float32 on the CPU, in [-1, 1]
     sample_rate: int
     duration: float
-    seeds: list[int] = field(default_factory=list)
-    solver: str = DEFAULT_SOLVER
-    steps: int = 0
-    evaluations: int = 0
+    stats: SamplingStats  # over all windows
 
     def as_comfy_audio(self) -> dict[str, Any]:
         """ComfyUI's AUDIO value: ``{"waveform": [B, channels=1, samples], "sample_rate": int}``."""

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..flow.settings import SamplerSettings
 from ..pipeline import VSSFlowPipeline
 from ..synthetic.analysis import audio_onsets, decode_clip, loudness_envelope, onset_f1, pearson
 from ..synthetic.generator import rows_of
@@ -166,9 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     pipeline = VSSFlowPipeline.load(args.checkpoint, device="cpu")
-    kwargs = {k: v for k, v in (("solver", args.solver), ("steps", args.steps)) if v is not None}
-    report = evaluate(pipeline, args.manifest, limit=args.limit, seed=args.seed, generate_kwargs=kwargs,
-                      progress=not args.no_progress)
+    settings = SamplerSettings(**{k: v for k, v in (("solver", args.solver), ("steps", args.steps)) if v is not None})
+    report = evaluate(pipeline, args.manifest, limit=args.limit, seed=args.seed,
+                      generate_kwargs={"settings": settings}, progress=not args.no_progress)
     summary = report.summary()
     for key, value in summary.items():
         print(f"{key:44s} {value:.3f}" if isinstance(value, float) else f"{key:44s} {value}")

@@ -1,0 +1,79 @@
+"""How to sample, as one value (:class:`SamplerSettings`: checked once, makes the solver), and what a sampling run
+cost (:class:`SamplingStats`: seeds, solver, steps, evaluations, totalled over windows with ``+``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .guidance import OFFICIAL_GUIDANCE_SCALE
+from .schedules import check_schedule
+from .solvers import (DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER, OFFICIAL_ATOL, OFFICIAL_RTOL,
+                      SOLVER_NAMES, Dopri5Solver, FixedStepSolver, make_solver)
+
+__all__ = ["SamplerSettings", "SamplingStats"]
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Which solver integrates the guided flow, and how.
+
+    ``solver``: dopri5 (official, adaptive: ``atol``/``rtol``) or euler / midpoint / heun / rk4 / ab2 (``steps`` on the
+    ``schedule``'s time grid: ``balanced`` or ``uniform``).  The speed flags change the cost, not the field:
+    ``batched_guidance`` runs the unconditional and conditional inputs as one batch, ``cache`` computes what is
+    constant over the generation once (with a bfloat16 network it also keeps the residual stream and time features in
+    float32), ``compile`` runs the network through ``torch.compile`` (slow to start; falls back with a warning where it
+    cannot compile).  ``cache=False, batched_guidance=False`` is the reference path: two plain passes per evaluation,
+    as official.
+
+    Bad names and values are refused when the settings are made, before any video is read.
+    """
+
+    solver: str = DEFAULT_SOLVER
+    steps: int = DEFAULT_FIXED_STEPS
+    schedule: str = DEFAULT_SCHEDULE
+    guidance_scale: float = OFFICIAL_GUIDANCE_SCALE
+    atol: float = OFFICIAL_ATOL
+    rtol: float = OFFICIAL_RTOL
+    batched_guidance: bool = True
+    cache: bool = True
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.solver not in SOLVER_NAMES:
+            raise ValueError(f"unknown solver '{self.solver}'; choose one of {', '.join(SOLVER_NAMES)}")
+        check_schedule(self.schedule)
+        if not math.isfinite(self.guidance_scale):
+            raise ValueError(f"guidance scale must be a finite number, got {self.guidance_scale}")
+
+    @property
+    def fixed_steps(self) -> bool:
+        """Whether the solver takes ``steps`` steps (every solver but the adaptive dopri5)."""
+        return self.solver != "dopri5"
+
+    def make_solver(self) -> FixedStepSolver | Dopri5Solver:
+        return make_solver(self.solver, steps=self.steps, atol=self.atol, rtol=self.rtol, schedule=self.schedule)
+
+    def describe(self) -> str:
+        """``dopri5 atol=rtol=1e-05`` / ``euler 25 steps (uniform)``, for logs and reports."""
+        if self.fixed_steps:
+            return f"{self.solver} {self.steps} steps ({self.schedule})"
+        if self.atol == self.rtol:
+            return f"{self.solver} atol=rtol={self.atol:g}"
+        return f"{self.solver} atol={self.atol:g} rtol={self.rtol:g}"
+
+
+@dataclass(frozen=True)
+class SamplingStats:
+    """What one sampling run took: the seed of every batch item (of the first window), the solver, the accepted steps
+    and the guided-velocity evaluations (each one network pass over [uncond ; cond] by default).  ``a + b`` is the run
+    of ``a``'s windows followed by ``b``'s."""
+
+    seeds: tuple[int, ...] = ()
+    solver: str = DEFAULT_SOLVER
+    steps: int = 0
+    evaluations: int = 0
+
+    def __add__(self, other: "SamplingStats") -> "SamplingStats":
+        return SamplingStats(seeds=self.seeds or other.seeds, solver=self.solver, steps=self.steps + other.steps,
+                             evaluations=self.evaluations + other.evaluations)
