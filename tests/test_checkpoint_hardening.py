@@ -152,6 +152,15 @@ def test_a_tensor_reaching_outside_its_storage_is_refused(tmp_path):
         read_state_dict(patched)
 
 
+def test_a_tensor_hidden_deep_in_the_pickle_still_counts(tmp_path):
+    nested = {"w": zero_stride(CLAIMED // 4)}
+    for _ in range(40):  # deeper than any name walk goes
+        nested = {"inner": nested}
+    torch.save(nested, tmp_path / "deep.pt")
+    with pytest.raises(CheckpointError, match="its tensors would take 2.0 GB once loaded"):
+        read_state_dict(tmp_path / "deep.pt")
+
+
 def test_ordinary_views_and_small_expanded_buffers_still_load(tmp_path):
     shared = torch.randn(6, 4)
     path = tmp_path / "views.pt"

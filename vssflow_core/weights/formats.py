@@ -299,7 +299,7 @@ def _rebuild_v3(storage: Any, offset: Any, size: Any, stride: Any, _requires_gra
 
 
 def _rebuild_from_type(func: Any, _new_type: Any, args: Any, _state: Any) -> Any:
-    return func(*args) if func in (_rebuild, _rebuild_v3) else _Inert()
+    return func(*args) if getattr(func, "builds_tensors", False) else _Inert()
 
 
 def _first(data: Any, *_: Any, **__: Any) -> Any:
@@ -324,11 +324,13 @@ class _GeometryUnpickler(pickle.Unpickler):
     def __init__(self, file: BinaryIO) -> None:
         super().__init__(file)
         self.storages: dict[str, tuple[int, int]] = {}
+        self.tensors: list[_Tensor] = []
+        self._recorded: set[int] = set()
         self._inert_types: dict[str, type] = {}
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._REBUILDERS:
-            return self._REBUILDERS[(module, name)]
+            return self._recording(self._REBUILDERS[(module, name)])
         if (module, name) == ("collections", "OrderedDict"):
             return dict
         if module == "torch" and name in _ITEM_SIZES:
@@ -343,6 +345,19 @@ class _GeometryUnpickler(pickle.Unpickler):
         if qualified not in self._inert_types:
             self._inert_types[qualified] = type(name, (_Inert,), {})
         return self._inert_types[qualified]
+
+    def _recording(self, rebuild: Any) -> Any:
+        """``rebuild`` that also keeps every tensor it makes: all count, however deep a pickle hides them."""
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            result = rebuild(*args, **kwargs)
+            if isinstance(result, _Tensor) and id(result) not in self._recorded:
+                self._recorded.add(id(result))
+                self.tensors.append(result)
+            return result
+
+        recorded.builds_tensors = rebuild in (_rebuild, _rebuild_v3)  # type: ignore[attr-defined]
+        return recorded
 
     def persistent_load(self, pid: Any) -> Any:
         # ('storage', storage type, key, location, element count[, view metadata in the legacy format])
@@ -359,7 +374,8 @@ class _GeometryUnpickler(pickle.Unpickler):
 def _read_geometry(fh: BinaryIO) -> _Geometry:
     unpickler = _GeometryUnpickler(fh)
     obj = unpickler.load()
-    return _Geometry(list(_named_tensors(obj)), unpickler.storages)
+    names = {id(tensor): name for name, tensor in _named_tensors(obj)}
+    return _Geometry([(names.get(id(t), "<unnamed>"), t) for t in unpickler.tensors], unpickler.storages)
 
 
 def _named_tensors(obj: Any, prefix: str = "", depth: int = 0, seen: set[int] | None = None
