@@ -175,28 +175,42 @@ class SpeechTrack:
                   windows: WindowConfig = WINDOWS) -> torch.Tensor:
         """Per-latent-frame phoneme ids (int64) on the clip's whole timeline (``WindowPlan.timeline``: ``[250]`` for
         a clip of one window), every line stretched over its own interval, 0 (silence) between them."""
+        timeline = sequence if duration is None else self._plan(duration, sequence, windows).timeline
+        return self._ids_on(timeline, duration, sequence, windows)
+
+    def frame_ids_on(self, plan) -> torch.Tensor:
+        """:meth:`frame_ids` on the window plan made once for the clip (its duration, rates and timeline)."""
+        return self._ids_on(plan.timeline, plan.duration, plan.sequence, plan.windows)
+
+    def speech_mask(self, duration: float | None = None, sequence: SequenceConfig = SEQUENCE,
+                    windows: WindowConfig = WINDOWS) -> torch.Tensor:
+        """True on the latent frames inside a line, on the same timeline as :meth:`frame_ids`."""
+        timeline = sequence if duration is None else self._plan(duration, sequence, windows).timeline
+        return self._mask_on(timeline, duration, sequence)
+
+    def speech_mask_on(self, plan) -> torch.Tensor:
+        """:meth:`speech_mask` on the clip's window plan."""
+        return self._mask_on(plan.timeline, plan.duration, plan.sequence)
+
+    def _plan(self, duration: float, sequence: SequenceConfig, windows: WindowConfig):
         from ..windows import plan_windows
 
-        timeline = sequence if duration is None else plan_windows(duration, sequence, windows).timeline
+        return plan_windows(duration, sequence, windows)
+
+    def _ids_on(self, timeline: SequenceConfig, duration: float | None, sequence: SequenceConfig,
+                windows: WindowConfig) -> torch.Tensor:
         out = silent_frame_ids(timeline)
         if self.silent:
             return out
         self.check(duration, sequence, windows)
         for line in self.lines:
             start, end = line.interval(duration, sequence)
-            ids = stretch_ids(line.ids, start, end, dataclasses.replace(timeline,
-                                                                           duration_sec=max(timeline.duration_sec,
-                                                                                            end)))
-            span = ids[: timeline.latent_length] != PAD_ID
-            out[span] = ids[: timeline.latent_length][span]
+            room = dataclasses.replace(timeline, duration_sec=max(timeline.duration_sec, end))
+            ids = stretch_ids(line.ids, start, end, room)[: timeline.latent_length]
+            out[ids != PAD_ID] = ids[ids != PAD_ID]
         return out
 
-    def speech_mask(self, duration: float | None = None, sequence: SequenceConfig = SEQUENCE,
-                    windows: WindowConfig = WINDOWS) -> torch.Tensor:
-        """True on the latent frames inside a line, on the same timeline as :meth:`frame_ids`."""
-        from ..windows import plan_windows
-
-        timeline = sequence if duration is None else plan_windows(duration, sequence, windows).timeline
+    def _mask_on(self, timeline: SequenceConfig, duration: float | None, sequence: SequenceConfig) -> torch.Tensor:
         mask = torch.zeros(timeline.latent_length, dtype=torch.bool)
         for line in self.lines:
             lead, frames = line.frames(duration, sequence)
