@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import torch
 
-from ..config import MEL, SEQUENCE, SequenceConfig
+from ..config import SEQUENCE, SequenceConfig
 
 if TYPE_CHECKING:
     from ..windows import WindowPlan
@@ -243,11 +243,15 @@ class AudioEdit:
     strength: float = 1.0
     crossfade_sec: float = DEFAULT_CROSSFADE_SEC
     sequence: SequenceConfig = SEQUENCE
+    # False: the ranges are generated knowing nothing of the track around them and only crossfaded in (the baseline
+    # that bench/range_edges.py compares inpainting with)
+    held: bool = True
 
     @classmethod
     def prepare(cls, audio: Any, duration: float, *, sample_rate: int | None = None,
                 ranges: str | Sequence[Any] | None = None, strength: float = 1.0,
-                crossfade_sec: float = DEFAULT_CROSSFADE_SEC, sequence: SequenceConfig = SEQUENCE) -> "AudioEdit":
+                crossfade_sec: float = DEFAULT_CROSSFADE_SEC, sequence: SequenceConfig = SEQUENCE,
+                held: bool = True) -> "AudioEdit":
         """Check everything and bring the track to the clip: ``audio`` is a path (any audio file, or a video's own
         sound), a ``(waveform, rate)`` pair, a ComfyUI AUDIO dict, or a waveform with ``sample_rate``; channels are
         averaged, the rate converted, and the track cut or padded with silence to ``duration`` seconds."""
@@ -260,7 +264,7 @@ class AudioEdit:
         waveform = _mono_at_rate(audio, sample_rate, sequence.sample_rate)
         samples = round(duration * sequence.sample_rate)
         waveform = torch.nn.functional.pad(waveform[:samples], (0, max(0, samples - waveform.shape[-1])))
-        return cls(waveform.float().contiguous(), checked, strength, crossfade_sec, sequence)
+        return cls(waveform.float().contiguous(), checked, strength, crossfade_sec, sequence, held)
 
     @property
     def samples(self) -> int:
@@ -288,7 +292,7 @@ class AudioEdit:
     def keep_frames(self, plan: "WindowPlan", k: int) -> torch.Tensor | None:
         """Boolean ``[L]``: the latent frames of window ``k`` that touch no range and lie inside the clip (held to the
         input); None when the whole clip is regenerated."""
-        if not self.ranges:
+        if not self.ranges or not self.held:
             return None
         seq = plan.sequence
         first = plan.starts[k] + torch.arange(seq.latent_length, dtype=torch.float64) / seq.latent_rate
@@ -308,14 +312,23 @@ class AudioEdit:
     def window(self, components: Any, plan: "WindowPlan", k: int) -> WindowEdit:
         """Encode window ``k`` of the track with ``components``' codec (a :class:`PipelineComponents`)."""
         waveform = self.window_audio(plan, k)
-        latent = encode_audio(components.vae, waveform[None], plan.sequence)
+        latent = components.encode_audio(waveform[None])[0]  # the posterior's mean, as training encodes
         keep = self.keep_frames(plan, k)
         held = None if keep is None else HeldFrames(latent, keep)
+        return WindowEdit(latent, held, self.strength, self.level(components.vae, plan, k))
+
+    def level(self, codec: Any, plan: "WindowPlan", k: int) -> float:
+        """The factor that brings window ``k``'s decoded generation to the track's level: the codec encodes the
+        track peak-normalised, so its generation comes out at the codec's peak.  Only a range edit matches levels
+        (the kept track is heard next to it); audio-to-audio keeps the model's level at every strength."""
+        if not self.ranges:
+            return 1.0
+        waveform = self.window_audio(plan, k)
         peak = float((waveform - waveform.mean()).abs().max())
-        codec_peak = getattr(components.vae, "mel_config", MEL).peak_amplitude  # what the front-end scales peaks to
-        # only a range edit matches the kept track's level; audio-to-audio keeps the model's level at every strength
-        scale = peak / codec_peak if (self.ranges and peak > SILENT_PEAK) else 1.0
-        return WindowEdit(latent, held, self.strength, scale)
+        from ..components import codec_mel_config
+
+        codec_peak = codec_mel_config(codec).peak_amplitude  # what the front-end scales peaks to
+        return peak / codec_peak if peak > SILENT_PEAK else 1.0
 
     def compose(self, generated: torch.Tensor) -> torch.Tensor:
         """The output ``[B, samples]``: the track where nothing is regenerated (exactly), the generation inside
@@ -326,20 +339,6 @@ class AudioEdit:
         kept = self.audio.to(generated).expand_as(generated)
         mixed = kept * (1 - weight) + generated * weight
         return torch.where(weight > 0, mixed, kept)
-
-
-@torch.inference_mode()
-def encode_audio(codec: Any, waveform: torch.Tensor, sequence: SequenceConfig = SEQUENCE) -> torch.Tensor:
-    """Window-length waveforms ``[B, samples]`` -> packed codec latent ``[B, C, L]`` (the posterior's mean), as the
-    training features encode audio (log-mel front-end of the codec, peak-normalised)."""
-    from ..codec.mel import LogMelFrontend
-    from ..codec.vae import pack_latent
-    from ..devices import module_device
-
-    device = module_device(codec)
-    frontend = LogMelFrontend(getattr(codec, "mel_config", MEL)).to(device)
-    mel = frontend(waveform.to(device).float(), sequence.mel_frames)
-    return pack_latent(codec.encode(mel).mean).float()
 
 
 def _mono_at_rate(audio: Any, sample_rate: int | None, rate: int) -> torch.Tensor:
