@@ -390,3 +390,159 @@ def test_a_nan_speech_end_means_the_end_of_the_clip(pack):
     assert tokenize("HH AH0 L OW1", 0.5, 2.0, "auto", 3.0).window(3.0) == (0.5, 2.0)
     with pytest.raises(ValueError, match="ends at inf s, after the end of the clip"):
         tokenize("HH AH0 L OW1", 0.5, math.inf, "auto", 3.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The pipeline and the command line on tiny components: bounds before any work, cancel between windows, a speaker
+# reference without a speaker encoder (item 7), seeds of any size (item 10)
+
+
+@pytest.fixture(scope="module")
+def components(tmp_path_factory) -> dict[str, Path]:
+    from tiny_models import build_tiny_components
+
+    return build_tiny_components(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def clip_3s(tmp_path_factory) -> Path:
+    from vssflow_core.video.synthetic import make_counter_video
+
+    return Path(make_counter_video(tmp_path_factory.mktemp("videos") / "clip.mp4", num_frames=75, fps=25))
+
+
+def count_network_passes(pipe) -> list[int]:
+    counter, latent_velocity = [0], pipe.model.latent_velocity
+
+    def counted(*args, **kwargs):
+        counter[0] += 1
+        return latent_velocity(*args, **kwargs)
+
+    pipe.model.latent_velocity = counted  # what the guided velocity calls once per pass
+    return counter
+
+
+def weight_args(components, rawnet3: bool = True) -> list[str]:
+    names = ["clip", "synchformer", "vae", "vocoder", *(["rawnet3"] if rawnet3 else [])]
+    return ["--checkpoint", str(components["checkpoint"]), "--device", "cpu",
+            *(a for name in names for a in (f"--{name}", str(components[name])))]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--solver", "euler", "--steps", "1000000000"], "steps must be between 1 and 10,000"),
+    (["--atol", "0"], "atol must be a positive number"),
+    (["--rtol", "nan"], "rtol must be a positive number"),
+])
+def test_the_command_line_refuses_unbounded_sampling_before_reading_the_video(tmp_path, flags, message, capsys):
+    from vssflow_core.generate import main
+
+    missing = tmp_path / "not_read.mp4"  # never opened: the settings are checked first
+    assert main(["--video", str(missing), "--wav", str(tmp_path / "out.wav"), *flags]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_the_sampler_settings_carry_the_bounds():
+    from vssflow_core.flow.settings import SamplerSettings
+
+    assert SamplerSettings().max_evaluations == MAX_EVALUATIONS
+    assert SamplerSettings(steps=MAX_FIXED_STEPS).steps == MAX_FIXED_STEPS
+    with pytest.raises(ValueError, match="10,000"):
+        SamplerSettings(solver="euler", steps=MAX_FIXED_STEPS + 1)
+    with pytest.raises(ValueError, match="max_evaluations"):
+        SamplerSettings(max_evaluations=0)
+    assert SamplerSettings(max_evaluations=60).make_solver().max_evaluations == 60
+
+
+def test_a_huge_guidance_scale_fails_the_generation_quickly_with_advice(components, clip_3s):
+    from vssflow_core.flow.settings import SamplerSettings
+    from vssflow_core.pipeline import VSSFlowPipeline
+
+    pipe = VSSFlowPipeline.load(components["checkpoint"], device="cpu",
+                                **{k: v for k, v in components.items() if k != "checkpoint"})
+    calls = count_network_passes(pipe)
+    with pytest.raises(SolverError, match="guidance scale"):
+        pipe.generate(clip_3s, settings=SamplerSettings(guidance_scale=1e30))
+    assert 0 < calls[0] < 200
+
+
+def test_cancel_between_windows_stops_the_generation(components, tmp_path):
+    from vssflow_core.flow.settings import SamplerSettings
+    from vssflow_core.pipeline import VSSFlowPipeline
+    from vssflow_core.video.synthetic import make_counter_video
+
+    video = make_counter_video(tmp_path / "long.mp4", num_frames=480, fps=20, width=32, height=32)  # 24 s
+    pipe = VSSFlowPipeline.load(components["checkpoint"], device="cpu",
+                                **{k: v for k, v in components.items() if k != "checkpoint"})
+    sampled = count_network_passes(pipe)
+    decoded = count_calls([pipe.components.vocoder])
+    counter = CancelAfter(10**9)
+    with interrupt_check(counter):
+        pipe.generate(video, settings=SamplerSettings(solver="euler", steps=2))
+    per_run, evaluations, windows = counter.calls, sampled[0], decoded[0]
+    assert windows >= 3
+    # cancel once a third of the checks have passed: the last window is never sampled nor decoded
+    sampled[0] = decoded[0] = 0
+    with interrupt_check(CancelAfter(per_run // 3)), pytest.raises(Cancelled):
+        pipe.generate(video, settings=SamplerSettings(solver="euler", steps=2))
+    assert sampled[0] < evaluations and decoded[0] < windows
+
+
+def test_a_speaker_reference_without_a_speaker_encoder_is_ignored_with_a_warning(components, clip_3s, tmp_path,
+                                                                                  caplog):
+    import soundfile as sf
+
+    from vssflow_core.flow.settings import SamplerSettings
+    from vssflow_core.pipeline import VSSFlowPipeline
+
+    reference = tmp_path / "voice.wav"
+    sf.write(str(reference), np.random.default_rng(0).normal(0, 0.1, 32_000).astype(np.float32), 16_000)
+    paths = {k: v for k, v in components.items() if k not in ("checkpoint", "rawnet3")}
+    pipe = VSSFlowPipeline.load(components["checkpoint"], device="cpu", speaker=False, **paths)
+    settings = SamplerSettings(solver="euler", steps=2)
+    with caplog.at_level("WARNING"):
+        voiced = pipe.generate(clip_3s, "HH AH0 L OW1", speaker=reference, seed=3, settings=settings)
+    assert "speaker reference is ignored" in caplog.text and "RawNet3" in caplog.text
+    neutral = pipe.generate(clip_3s, "HH AH0 L OW1", seed=3, settings=settings)
+    assert torch.equal(voiced.waveform, neutral.waveform)
+
+
+def test_the_speech_workflow_runs_on_components_without_a_speaker_encoder(pack, tmp_path, caplog):
+    # what the shipped speech-only workflow does on the demo: Load Audio wired to the sampler, and no RawNet3
+    from tiny_models import build_tiny_models_folder
+    from vssflow_core.video.synthetic import make_counter_video
+    from workflow_tools import pack_nodes
+
+    nodes, bridge = pack_nodes(pack), pack.nodes.comfy_bridge
+    names = build_tiny_models_folder(tmp_path / "models" / "vssflow")
+    bridge.configure(models_dirs=[tmp_path / "models" / "vssflow"], input_dir=tmp_path / "input",
+                     output_dir=tmp_path / "output", temp_dir=tmp_path / "temp")
+    (tmp_path / "input").mkdir()
+    make_counter_video(tmp_path / "input" / "talk.mp4", 50, 25)
+    (model,) = nodes["VSSFlowCheckpointLoader"].execute(names["checkpoint"], "auto", "float32")
+    (parts,) = nodes["VSSFlowComponentsLoader"].execute(names["clip"], names["synchformer"], names["vae"],
+                                                     names["vocoder"], pack.nodes.loaders.NONE, False, "auto")
+    vssflow_video, *_ = nodes["VSSFlowVideoLoader"].execute(file="talk.mp4")
+    (phonemes,) = nodes["VSSFlowPhonemeTokenizer"].execute("HH AH0 L OW1", 0.0, 0.0, "auto", 2.0)
+    (visual,) = nodes["VSSFlowVisualEncoder"].execute(parts, vssflow_video)
+    reference = {"waveform": torch.randn(1, 1, 32_000) * 0.1, "sample_rate": 16_000}
+    with caplog.at_level("WARNING"):
+        (latent,) = nodes["VSSFlowSampler"].execute(model, parts, visual, seed=0, steps=2, guidance_scale=3.0,
+                                                   solver="euler", batch_size=1, phonemes=phonemes,
+                                                   speaker_reference=reference)
+    assert "speaker reference is ignored" in caplog.text
+    assert torch.isfinite(latent.latent).all()
+
+
+@pytest.mark.parametrize("seed", [2**64, 10**100])
+def test_seeds_of_any_size_are_used_modulo_2_to_the_64(tmp_path, components, clip_3s, seed, capsys):
+    import soundfile as sf
+
+    from vssflow_core.generate import main
+
+    args = ["--video", str(clip_3s), "--solver", "euler", "--steps", "2", "-q", *weight_args(components)]
+    assert main([*args, "--seed", str(seed), "--wav", str(tmp_path / "big.wav")]) == 0
+    assert f"used modulo 2^64, as {seed % 2**64}" in capsys.readouterr().err
+    assert main([*args, "--seed", str(seed % 2**64), "--wav", str(tmp_path / "reduced.wav")]) == 0
+    big, reduced = (sf.read(str(tmp_path / f"{name}.wav"))[0] for name in ("big", "reduced"))
+    assert np.array_equal(big, reduced)

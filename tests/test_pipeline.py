@@ -177,7 +177,9 @@ def test_speaker_and_lip_conditions(pipe, tmp_path, components):
     no_speaker = VSSFlowPipeline.load(components["checkpoint"], device="cpu", speaker=False, **paths)
     assert not no_speaker.components.has_speaker_encoder
     with pytest.raises(ValueError, match="RawNet3"):
-        no_speaker.speaker_embedding(ref)
+        no_speaker.components.speaker_embedding(ref)
+    # the pipeline ignores it with a warning (tests/test_hardening_runtime.py), so a wired workflow still runs
+    assert torch.count_nonzero(no_speaker.speaker_embedding(ref)) == 0
 
 
 def test_generate_length_and_seed_reproducibility(pipe, videos):

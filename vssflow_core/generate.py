@@ -172,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     settings = SamplerSettings(solver=args.solver, steps=args.steps, schedule=args.schedule,
                                guidance_scale=args.guidance_scale, atol=args.atol, rtol=args.rtol, compile=args.compile)
+    if not 0 <= args.seed < 2**64:  # any integer is a seed: the noise generators take it modulo 2^64
+        print(f"note: seed {args.seed} is used modulo 2^64, as {args.seed % 2**64}", file=sys.stderr)
     # Cheap checks first: the video opens and is not too long, the transcript is pronounceable in its window.
     source, _ = as_frame_source(args.video)
     try:

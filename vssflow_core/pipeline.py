@@ -26,6 +26,7 @@ them, reading, sampling and decoding one window at a time.  Videos over the conf
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -39,6 +40,7 @@ from .flow.settings import SamplerSettings, SamplingStats
 from .loading import load_components, load_network, resolve_checkpoint
 from .model.compile import CompiledOrEager
 from .model.vssflow import Conditions, VSSFlow
+from .progress import check_interrupted
 from .results import GeneratedAudio, ProgressCallback, SampledLatent, SamplingProgress, VisualFeatures
 from .text import silent_frame_ids
 from .text.track import phoneme_frame_ids
@@ -46,6 +48,8 @@ from .video import as_frame_source
 from .windows import AudioJoiner, KnownFrames, WindowPlan, check_duration, plan_windows, window_progress, window_seed
 
 __all__ = ["VSSFlowPipeline"]
+
+log = logging.getLogger(__name__)
 
 
 class _NetworkInItsDtype:
@@ -110,7 +114,14 @@ class VSSFlowPipeline:
 
     def speaker_embedding(self, reference: Any = None, sample_rate: int | None = None) -> torch.Tensor:
         """RawNet3 embedding ``[speaker_dim]`` of a reference utterance: a path, a ``(waveform, sample_rate)`` pair, a
-        ComfyUI AUDIO dict, or a waveform with ``sample_rate``.  None gives zeros (the model's "no reference")."""
+        ComfyUI AUDIO dict, or a waveform with ``sample_rate``.  None gives zeros (the model's "no reference"), and so
+        does a reference the loaded components cannot use (no RawNet3, as in the demo), with a logged warning: a
+        workflow wired for a voice still runs, in the neutral voice."""
+        if reference is not None and not self.components.has_speaker_encoder:
+            log.warning("the speaker reference is ignored: the loaded components have no RawNet3 speaker encoder (the "
+                        "demo model has none), so the speech is in the model's neutral voice; to imitate the "
+                        "reference, load RawNet3 (python -m vssflow_core download rawnet3)")
+            reference = None
         if reference is None:
             return torch.zeros(self.model.cfg.speaker_dim, device=self.device)
         return self.components.speaker_embedding(reference, sample_rate).to(self.device)
@@ -271,6 +282,7 @@ class VSSFlowPipeline:
                                      callback)
             joiner = AudioJoiner(plan, batch_size)
             for k, start in enumerate(plan.starts):
+                check_interrupted()  # between windows too (each stage also checks inside its own loops)
                 visual = VisualFeatures(*self.components.encode_window(source, start), duration=duration,
                                         source_fps=float(source.average_fps))
                 joiner.add(k, self.components.decode_window(sampler.sample(k, visual)))

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from .guidance import OFFICIAL_GUIDANCE_SCALE
 from .schedules import check_schedule
-from .solvers import (DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER, OFFICIAL_ATOL, OFFICIAL_RTOL,
-                      SOLVER_NAMES, Dopri5Solver, FixedStepSolver, make_solver)
+from .solvers import (DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER, MAX_EVALUATIONS, OFFICIAL_ATOL,
+                      OFFICIAL_RTOL, SOLVER_NAMES, Dopri5Solver, FixedStepSolver, check_fixed_steps, make_solver)
 
 __all__ = ["SamplerSettings", "SamplingStats"]
 
@@ -26,7 +26,8 @@ class SamplerSettings:
     cannot compile).  ``cache=False, batched_guidance=False`` is the reference path: two plain passes per evaluation,
     as official.
 
-    Bad names and values are refused when the settings are made, before any video is read.
+    Bad names and values are refused when the settings are made, before any video is read; ``steps`` is bounded by
+    :data:`~.solvers.MAX_FIXED_STEPS`, and dopri5 stops after ``max_evaluations`` velocity evaluations per window.
     """
 
     solver: str = DEFAULT_SOLVER
@@ -38,13 +39,21 @@ class SamplerSettings:
     batched_guidance: bool = True
     cache: bool = True
     compile: bool = False
+    max_evaluations: int = MAX_EVALUATIONS
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVER_NAMES:
             raise ValueError(f"unknown solver '{self.solver}'; choose one of {', '.join(SOLVER_NAMES)}")
         check_schedule(self.schedule)
+        object.__setattr__(self, "steps", check_fixed_steps(self.steps))  # bounded even when dopri5 ignores it
         if not math.isfinite(self.guidance_scale):
             raise ValueError(f"guidance scale must be a finite number, got {self.guidance_scale}")
+        for name, official in (("atol", OFFICIAL_ATOL), ("rtol", OFFICIAL_RTOL)):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive number, got {value} (official: {official:g})")
+        if not self.max_evaluations >= 1:
+            raise ValueError(f"max_evaluations must be at least 1, got {self.max_evaluations}")
 
     @property
     def fixed_steps(self) -> bool:
@@ -52,7 +61,8 @@ class SamplerSettings:
         return self.solver != "dopri5"
 
     def make_solver(self) -> FixedStepSolver | Dopri5Solver:
-        return make_solver(self.solver, steps=self.steps, atol=self.atol, rtol=self.rtol, schedule=self.schedule)
+        return make_solver(self.solver, steps=self.steps, atol=self.atol, rtol=self.rtol, schedule=self.schedule,
+                           max_evaluations=self.max_evaluations)
 
     def describe(self) -> str:
         """``dopri5 atol=rtol=1e-05`` / ``euler 25 steps (uniform)``, for logs and reports."""
