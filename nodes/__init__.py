@@ -6,7 +6,7 @@ Tokenizer; FlowDiT Sampler -> Vocoder Decode -> Audio Mux. Add Sound to Video ru
 The node ids and input names are the V1 pack's, so workflows saved before the port load unchanged.
 """
 
-from . import comfy_bridge
+from . import comfy_bridge, routes
 from .add_sound import VSSFlowAddSoundToVideo
 from .comfy_bridge import ComfyExtension
 from .decode import VSSFlowVocoderDecode
@@ -18,6 +18,7 @@ from .video_loader import VSSFlowVideoLoader
 from .visual_encoder import VSSFlowVisualEncoder
 
 comfy_bridge.register_model_folder()
+routes.register()  # the frontend extension's live timeline (nothing outside ComfyUI)
 
 NODES: list[type] = [
     VSSFlowCheckpointLoader,

@@ -10,8 +10,13 @@ Needs ``bash scripts/install_browser.sh`` (Debian chromium + ``npm ci``) and ``b
   ``tests/integration/conftest.py`` would register a second, independent session fixture: two servers alive at
   once for the whole run, and that conftest's ``_session["server"]`` (used for its log tails) pointing at whichever
   started last. Module scope instead stops ours before ``tests/integration`` starts its own.
+* Two frontends, one server each (the ``comfy`` fixture is parametrized, so every browser test runs twice):
+  ``bundled``, the ``comfyui-frontend-package`` the pinned server installs (ComfyUI 0.30.0: 1.47), and ``newest``,
+  the newest release on the registry that ``scripts/install_comfyui.sh`` unpacks to ``.comfyui/frontends/``, served
+  with ``--front-end-root``. Each run covers the classic canvas and Vue nodes (``Comfy.VueNodes.Enabled``).
+  ``VSSFLOW_BROWSER_FRONTENDS=bundled`` (or ``newest``) runs one of them.
 * ``VSSFLOW_CHROMIUM``: the browser (default ``/usr/bin/chromium``). ``VSSFLOW_BROWSER_ARTIFACTS``: where the
-  screenshots are copied (default ``tests/browser/artifacts``).
+  screenshots are copied, one folder per frontend (default ``tests/browser/artifacts/<frontend>``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from integration.comfy_server import (
+    COMFY_HOME,
     ComfyServer,
     InstallMissing,
     InstallStale,
@@ -37,7 +43,33 @@ REQUIRE_ENV = "VSSFLOW_REQUIRE_BROWSER"
 CHROMIUM = os.environ.get("VSSFLOW_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("VSSFLOW_BROWSER_ARTIFACTS", HERE / "artifacts"))
 INSTALL_HINT = "run `bash scripts/install_browser.sh`"
-_state: dict = {}
+FRONTENDS = [name.strip() for name in os.environ.get("VSSFLOW_BROWSER_FRONTENDS", "bundled,newest").split(",")
+             if name.strip()]
+_state: dict = {"shots": {}, "copied": {}}
+
+
+def frontend_root(name: str) -> Path | None:
+    """The folder served with --front-end-root for frontend ``name`` (None: the server's own)."""
+    if name == "bundled":
+        return None
+    if name != "newest":
+        raise ValueError(f"unknown frontend {name!r} in VSSFLOW_BROWSER_FRONTENDS (bundled, newest)")
+    marker = COMFY_HOME / "frontends" / "newest"
+    if not marker.is_file():
+        raise FileNotFoundError(f"no newest frontend at {marker}; run `bash scripts/install_comfyui.sh`")
+    root = COMFY_HOME / "frontends" / marker.read_text().strip() / "comfyui_frontend_package" / "static"
+    if not (root / "index.html").is_file():
+        raise FileNotFoundError(f"{root} holds no index.html; run `bash scripts/install_comfyui.sh`")
+    return root
+
+
+def frontend_version(name: str) -> str | None:
+    """The version the frontend ``name`` should report (read from the install, not written here)."""
+    if name == "newest":
+        return (COMFY_HOME / "frontends" / "newest").read_text().strip()
+    for dist in (COMFY_HOME / "venv" / "lib").glob("python*/site-packages/comfyui_frontend_package-*.dist-info"):
+        return dist.name[len("comfyui_frontend_package-"):-len(".dist-info")]
+    return None
 
 
 def _required() -> bool:
@@ -81,16 +113,31 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(marker)
 
 
+@pytest.fixture(scope="module", params=FRONTENDS)
+def frontend(request) -> str:
+    """Which frontend this run of the browser tests drives: ``bundled`` or ``newest``."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def comfy(tmp_path_factory):
-    """A running real ComfyUI (``integration.comfy_server.ComfyClient``), stopped by pid after the module."""
+def comfy(tmp_path_factory, frontend):
+    """A running real ComfyUI serving ``frontend`` (``integration.comfy_server.ComfyClient``), stopped by pid after
+    the module's tests for that frontend."""
     problem = browser_problem()
     if problem is None:
         problem = (comfy_problem() or (None,))[0]
+    extra = list(shlex.split(os.environ.get("VSSFLOW_COMFYUI_ARGS", "")))
+    if problem is None:
+        try:
+            root = frontend_root(frontend)
+        except (FileNotFoundError, ValueError) as e:
+            problem = str(e)
+        else:
+            if root is not None:
+                extra += ["--front-end-root", str(root)]
     if problem:
         pytest.fail(problem, pytrace=False)
-    server = ComfyServer(tmp_path_factory.mktemp("comfyui-browser"),
-                         extra_args=tuple(shlex.split(os.environ.get("VSSFLOW_COMFYUI_ARGS", ""))))
+    server = ComfyServer(tmp_path_factory.mktemp(f"comfyui-browser-{frontend}"), extra_args=tuple(extra))
     _state["server"] = server
     try:
         try:
@@ -109,12 +156,16 @@ def run_driver(config_path: Path, timeout: float) -> subprocess.CompletedProcess
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def copy_artifacts(files: dict[str, str]) -> dict[str, Path]:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+def copy_artifacts(files: dict[str, str], frontend: str) -> dict[str, Path]:
+    folder = ARTIFACTS / frontend
+    if folder.is_dir():  # only this run's pictures
+        for old in folder.glob("*.png"):
+            old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
     copied = {}
     for name, path in files.items():
         if Path(path).is_file():
-            copied[name] = Path(shutil.copy2(path, ARTIFACTS / Path(path).name))
+            copied[name] = Path(shutil.copy2(path, folder / Path(path).name))
     return copied
 
 
@@ -133,7 +184,7 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_terminal_summary(terminalreporter):
-    shots = _state.get("screenshots")
-    if shots:
-        copy = _state.get("copied", {}).get("ui")
-        terminalreporter.write_line(f"browser screenshot: {shots.get('ui')} (copy: {copy})")
+    for frontend, copied in _state["copied"].items():
+        if copied:
+            terminalreporter.write_line(f"browser screenshots ({frontend} frontend, {len(copied)}): "
+                                        f"{Path(next(iter(copied.values()))).parent}")

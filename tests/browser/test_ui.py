@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CHROMIUM, REPO_ROOT, _state, copy_artifacts, run_driver
+from .conftest import CHROMIUM, REPO_ROOT, _state, copy_artifacts, frontend_version, run_driver
 
 NODE_IDS = (
     "VSSFlowCheckpointLoader",
@@ -60,8 +60,8 @@ def _write_wav(path: Path, seconds: float, rate: int = 16000) -> None:
 
 
 @pytest.fixture(scope="module")
-def ui_report(comfy, tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("browser")
+def ui_report(comfy, frontend, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp(f"browser-{frontend}")
     _write_wav(comfy.input_dir / "vssflow_browser_test.wav", AUDIO_SECONDS)
     # a fresh user would get the template browser over the canvas on first load
     status, body = comfy.request("POST", "/settings/Comfy.TutorialCompleted", True)
@@ -91,9 +91,11 @@ def ui_report(comfy, tmp_path_factory) -> dict:
     assert report_path.is_file(), f"the browser driver wrote no report (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
     report = json.loads(report_path.read_text())
     report["driver_seconds"] = time.monotonic() - started
-    _state["screenshots"] = report.get("screenshots", {})
-    _state["copied"] = {k: str(v) for k, v in copy_artifacts(report.get("screenshots", {})).items()}
-    print(f"\nbrowser report: {report_path}\nscreenshots: {config['outDir']} (copied to {_state['copied'].get('ui')})")
+    copied = {k: str(v) for k, v in copy_artifacts(report.get("screenshots", {}), frontend).items()}
+    _state["copied"][frontend] = copied
+    report["copied"] = copied
+    print(f"\nbrowser report ({frontend} frontend {report.get('frontendVersion')}): {report_path}\n"
+          f"screenshots: {config['outDir']} (copied to {Path(copied['ui']).parent if 'ui' in copied else None})")
     assert not report.get("fatal"), f"browser session aborted: {report['fatal']}\n{proc.stderr[-4000:]}"
     return report
 
@@ -251,6 +253,127 @@ def test_timeline_in_modern_node_design(ui_report):
     assert after["state"]["start"] == 4 and after["state"]["end"] == 10, after["state"]
 
 
+def test_served_frontend_is_the_one_asked_for(ui_report, frontend):
+    want = frontend_version(frontend)
+    assert want and ui_report["frontendVersion"] == want, (frontend, ui_report["frontendVersion"], want)
+
+
+# -- a live timeline before any run (issue 14 item 6) ------------------------------------------------------------------
+
+def test_live_timeline_measures_the_clip_and_phonemizes_english(ui_report):
+    from vssflow_core.text.phonemes import transcript_to_tokens
+    from vssflow_core.video.inputs import resolve_video_input
+
+    step = _step(ui_report, "live")
+    assert step["wired"] == {"ok": True}, step["wired"]
+    state = step["state"]
+    clip = resolve_video_input(path=REPO_ROOT / step["file"], sequence=None)
+    assert state["durationFrom"] == "video file" and state["duration"] == pytest.approx(clip.duration), state
+    assert state["source"] == "phoneme preview" and not state["problem"], state
+    assert state["tokens"] == len(transcript_to_tokens("Hello there", "text")), state
+    assert (state["start"], state["end"]) == (1, 3), state
+
+
+# -- dialogue rows on the timeline, dragged (issue 14 item 4) ----------------------------------------------------------
+
+def test_dialogue_rows_are_drawn_line_by_line(ui_report):
+    from vssflow_core.text.speech import describe_rows
+
+    step = _step(ui_report, "dialogue")
+    expected = describe_rows(step["text"])
+    lines = step["before"]["lines"]
+    assert [(l["start"], l["end"], l["voice"], l["row"]) for l in lines] == \
+        [(e["start"], e["end"], e["voice"], e["row"]) for e in expected], lines
+    assert [l["tokens"] for l in lines] == [len(e["tokens"]) for e in expected], lines
+    assert not step["before"]["problem"], step["before"]
+
+
+def test_dragging_retimes_the_rows_in_the_widget_and_the_prompt(ui_report):
+    from vssflow_core.text.speech import describe_rows
+
+    step = _step(ui_report, "dialogue")
+    text = step["values"]["values"]["transcript"]
+    assert step["values"]["prompt"]["transcript"] == text  # the prompt sends what the widget holds
+    lines = describe_rows(text)  # still valid rows, in the core's own reading
+    assert [l["voice"] for l in lines] == ["alice", "bob"], text
+    (a, b) = lines
+    # alice: start edge 0.5 -> 1.0, then the whole line +0.5 s; bob: end edge 4.5 -> 6.2 (mouse: within a frame)
+    assert a["start"] == pytest.approx(1.5, abs=0.05) and a["end"] == pytest.approx(2.5, abs=0.05), text
+    assert b["start"] == 3 and b["end"] == pytest.approx(6.2, abs=0.05), text
+    assert "# a comment row" in text and text.count("\n") == step["text"].count("\n")  # the rest kept as typed
+    # with rows the one-line speech window does nothing, and looks it
+    assert {"speech_start", "speech_end"} <= set(step["values"]["disabled"]), step["values"]["disabled"]
+    drawn = step["after"]["lines"]
+    assert [(l["start"], l["end"]) for l in drawn] == [(l["start"], l["end"]) for l in lines], (drawn, lines)
+
+
+def test_dragging_the_one_line_form_writes_speech_end(ui_report):
+    one = _step(ui_report, "dialogue")["one"]
+    assert not {"speech_start", "speech_end"} & set(one["disabled"]), one
+    assert one["values"]["speech_start"] == 1 and one["values"]["speech_end"] == pytest.approx(4, abs=0.05), one
+    assert one["prompt"]["speech_end"] == one["values"]["speech_end"], one
+
+
+def test_vue_nodes_drag_reaches_the_widget_store(ui_report):
+    step = _step(ui_report, "vueEdit")
+    assert step["before"]["texts"] == [step["text"]], step["before"]  # the Vue textarea shows the widget's value
+    text = step["values"]["values"]["transcript"]
+    assert text != step["text"] and step["after"]["texts"] == [text], (step["after"], text)
+    assert step["values"]["prompt"]["transcript"] == text
+    assert step["stateAfter"]["lines"][1]["end"] == pytest.approx(6.0, abs=0.05), step["stateAfter"]
+
+
+# -- widgets that do nothing in the current setting (issue 16 item 5) ------------------------------------------------
+
+def test_sampler_widgets_unused_by_the_solver_are_inactive(ui_report):
+    from vssflow_core.flow.solvers import Dopri5Solver, make_solver
+
+    assert isinstance(make_solver("dopri5"), Dopri5Solver) and not isinstance(make_solver("euler"), Dopri5Solver)
+    step = _step(ui_report, "inactive")
+    dopri5, euler = step["dopri5"]["sampler"], step["euler"]["sampler"]
+    assert {"steps", "schedule"} <= set(dopri5["disabled"]) and not {"atol", "rtol"} & set(dopri5["disabled"]), dopri5
+    assert {"atol", "rtol"} <= set(euler["disabled"]) and not {"steps", "schedule"} & set(euler["disabled"]), euler
+    assert euler["values"]["solver"] == "euler" and euler["prompt"]["solver"] == "euler"
+    assert "seed" not in dopri5["disabled"] and "guidance_scale" not in euler["disabled"]
+
+
+def test_loader_file_picker_is_inactive_while_a_video_is_connected(ui_report):
+    step = _step(ui_report, "inactive")
+    alone, wired = step["dopri5"]["loader"], step["withVideo"]["loader"]
+    assert alone["values"]["file"].startswith("demo_videos/") and "file" not in alone["disabled"], alone
+    assert "frame_rate" in alone["disabled"], alone  # read only with images
+    assert step["wired"] == {"ok": True}, step["wired"]
+    # connecting a VIDEO clears the file (both at once is an error) and greys the picker
+    assert wired["values"]["file"] == "(none)" and "file" in wired["disabled"], wired
+    assert wired["prompt"].get("file", "(none)") == "(none)", wired["prompt"]
+
+
+def test_vue_nodes_show_the_sampler_widgets_inactive(ui_report):
+    step = _step(ui_report, "vueEdit")
+    assert {"steps", "schedule"} <= set(step["sampler"]["disabled"]), step["sampler"]
+    assert not {"steps", "schedule"} & set(step["samplerEuler"]["disabled"]), step["samplerEuler"]
+    # the Vue node draws the steps widget disabled under dopri5 and enabled under euler (schedule is an advanced
+    # input, folded away by default)
+    dopri5, euler = step["after"]["disabled"], step["euler"]["disabled"]
+    assert dopri5.count("steps") > euler.count("steps"), (dopri5, euler)
+
+
+# -- the public extension API only (issue 16 item 3) -----------------------------------------------------------------
+
+def test_no_deprecated_api_from_our_extension(ui_report):
+    warnings = ui_report["deprecations"]
+    assert isinstance(warnings, list), warnings  # the frontend's deprecation hook was reachable
+    ours = [w for w in warnings if "vssflow" in w["stack"].lower()]
+    assert not ours, json.dumps(ours[:5], indent=2)
+
+
+def test_extension_patches_no_prototype_and_reads_no_input_link():
+    js = (REPO_ROOT / "web" / "vssflow.js").read_text()
+    code = "\n".join(line.split("//")[0] for line in js.splitlines())  # comments may name what is avoided
+    assert ".prototype" not in code, "the extension patches a prototype"
+    assert not re.search(r"\.link\b(?!s)", code), "the extension reads input.link (deprecated in frontend 1.58)"
+
+
 # -- audio on our outputs --------------------------------------------------------------------------------------------
 
 def test_audio_player_on_our_audio_node(ui_report):
@@ -294,4 +417,4 @@ def test_screenshot_saved(ui_report):
     with shot.open("rb") as f:
         head = f.read(24)
     assert head[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", head[16:24]) == (1600, 1000)
-    print(f"\nscreenshot: {shot}\ncopy: {_state['copied'].get('ui')}")
+    print(f"\nscreenshot: {shot}\ncopy: {ui_report['copied'].get('ui')}")

@@ -108,6 +108,19 @@ try {
         return { ...info, seconds: (Date.now() - started) / 1000 };
     });
     await shot("01_loaded");
+    // every deprecation warning the frontend raises from now on, with the stack that raised it (1.58 warns on
+    // input.link reads and other legacy use; repeats are reported too, so one raised by the core first still counts)
+    await page.evaluate(() => {
+        const LG = window.LiteGraph;
+        window.__vssflowDeprecations = [];
+        if (!Array.isArray(LG?.onDeprecationWarning)) return;
+        LG.alwaysRepeatWarnings = true;
+        LG.onDeprecationWarning.push((message) => {
+            if (window.__vssflowDeprecations.length < 500) {
+                window.__vssflowDeprecations.push({ message: String(message), stack: String(new Error().stack) });
+            }
+        });
+    });
 
     // -- 2. our node types are registered ----------------------------------------------------------------------------
     await step("registered", async () => page.evaluate((ids) => {
@@ -425,6 +438,7 @@ try {
         return { nodes: result, playable };
     });
 
+
     // -- 9. the picture a user would see -----------------------------------------------------------------------------
     await step("final", async () => {
         await page.mouse.move(5, 995); // no tooltip in the picture
@@ -441,6 +455,155 @@ try {
         }
         return { path };
     });
+    // helpers for the steps below: nodes made and wired with the public graph API
+    const make = async (specs) => page.evaluate((specs) => {
+        const app = window.comfyAPI.app.app;
+        const out = {};
+        for (const [key, type, pos, values] of specs) {
+            const node = window.LiteGraph.createNode(type);
+            if (!node) return { error: `${type} is not registered` };
+            node.pos = pos;
+            app.graph.add(node);
+            for (const [name, value] of Object.entries(values ?? {})) {
+                const w = node.widgets.find((x) => x.name === name);
+                if (!w) return { error: `${type} has no widget ${name}` };
+                w.value = value === "@demo" ? w.options.values.find((v) => String(v).startsWith("demo_videos/")) : value;
+            }
+            out[key] = node.id;
+        }
+        return out;
+    }, specs);
+    const wire = async (from, output, to, input) => page.evaluate(({ from, output, to, input }) => {
+        const graph = window.comfyAPI.app.app.graph;
+        const a = graph.getNodeById(from);
+        const b = graph.getNodeById(to);
+        const out = a.outputs.findIndex((o) => o.name === output || o.type === output);
+        const slot = b.findInputSlot(input);
+        if (out < 0 || slot < 0) return { error: `no output ${output} or input ${input}` };
+        a.connect(out, b, slot);
+        return { ok: b.isInputConnected(slot) };
+    }, { from, output, to, input });
+    const stateOf = async (id) => page.evaluate((id) => {
+        const t = window.comfyAPI.app.app.graph.getNodeById(id)?.__vssflowTimeline;
+        return t ? JSON.parse(t.canvas.dataset.state || "{}") : null;
+    }, id);
+    const waitState = async (id, predicate, timeout = 20000) => {
+        await page.waitForFunction(({ id, predicate }) => {
+            const t = window.comfyAPI.app.app.graph.getNodeById(id)?.__vssflowTimeline;
+            const state = JSON.parse(t?.canvas?.dataset?.state || "{}");
+            return new Function("s", `return ${predicate}`)(state);
+        }, { id, predicate }, { timeout }).catch(() => {});
+        return stateOf(id);
+    };
+    const widgetValues = async (id) => page.evaluate(async (id) => {
+        const app = window.comfyAPI.app.app;
+        const node = app.graph.getNodeById(id);
+        const values = Object.fromEntries(node.widgets.filter((w) => w.serialize !== false).map((w) => [w.name, w.value]));
+        const prompt = (await app.graphToPrompt()).output?.[String(id)]?.inputs ?? {};
+        const disabled = node.widgets.filter((w) => w.disabled).map((w) => w.name);
+        return { values, prompt, disabled };
+    }, id);
+    // drags the timeline of node `id` from time `from` to time `to` (seconds) with the real mouse
+    const dragTimeline = async (id, from, to) => {
+        const geo = await page.evaluate(({ id, from, to }) => {
+            const c = window.comfyAPI.app.app.graph.getNodeById(id).__vssflowTimeline.canvas;
+            const { layout, duration } = JSON.parse(c.dataset.state);
+            const r = c.getBoundingClientRect();
+            const scale = r.width / layout.width;
+            const x = (t) => r.left + (layout.pad + (t / duration) * (layout.width - 2 * layout.pad)) * scale;
+            const y = r.top + ((layout.overview[0] + layout.overview[1]) / 2) * scale;
+            return { x0: x(from), x1: x(to), y };
+        }, { id, from, to });
+        await page.mouse.move(geo.x0, geo.y);
+        await page.mouse.down();
+        for (let i = 1; i <= 6; i++) await page.mouse.move(geo.x0 + ((geo.x1 - geo.x0) * i) / 6, geo.y);
+        await page.mouse.up();
+        await settle();
+        return geo;
+    };
+
+    // -- 8b. a live timeline before any run: the clip's real duration and the phonemes of English text -------------
+    await step("live", async () => {
+        await newBlankTab();
+        const ids = await make([
+            ["loader", "VSSFlowVideoLoader", [40, 80], { file: "@demo" }],
+            ["tok", config.tokenizer, [420, 80], { transcript: "Hello there", mode: "text", speech_start: 1, speech_end: 3 }],
+        ]);
+        if (ids.error) throw new Error(ids.error);
+        const wired = await wire(ids.loader, "duration", ids.tok, "duration");
+        await settle();
+        const state = await waitState(ids.tok, "s.durationFrom === 'video file' && s.source === 'phoneme preview'");
+        const file = await page.evaluate((id) => window.comfyAPI.app.app.graph.getNodeById(id).widgets
+            .find((w) => w.name === "file").value, ids.loader);
+        await shot("08_live_timeline");
+        return { ids, wired, state, file };
+    });
+
+    // -- 8c. dialogue rows: every line on the timeline, each retimed by dragging its edges ------------------------
+    await step("dialogue", async () => {
+        await newBlankTab();
+        const text = "0.5-2 [alice]: HH AH0 L OW1\n# a comment row\n3-4.5 [bob]: Hello there";
+        const ids = await make([["tok", config.tokenizer, [80, 80], { transcript: text, mode: "auto" }]]);
+        if (ids.error) throw new Error(ids.error);
+        await page.evaluate((id) => {
+            const node = window.comfyAPI.app.app.graph.getNodeById(id);
+            node.setSize([Math.max(node.size[0], 640), node.size[1]]);
+        }, ids.tok);
+        await settle();
+        const before = await waitState(ids.tok, "s.lines && s.lines.length === 2 && s.lines.every((l) => l.tokens > 0)");
+        await shot("09_dialogue_before");
+        await dragTimeline(ids.tok, 4.5, 6.2); // the end edge of bob's line
+        await dragTimeline(ids.tok, 0.5, 1.0); // the start edge of alice's line
+        await dragTimeline(ids.tok, 1.5, 2.0); // alice's line itself, 0.5 s later
+        const after = await waitState(ids.tok, "s.lines && s.lines.length === 2 && s.source === 'phoneme preview'");
+        const values = await widgetValues(ids.tok);
+        await shot("10_dialogue_after_drag");
+        // the one-line form: dragging the end edge writes speech_end
+        const one = await make([["tok", config.tokenizer, [80, 420], { transcript: "HH AH0 L OW1", speech_start: 1, speech_end: 3 }]]);
+        await page.evaluate((id) => {
+            const node = window.comfyAPI.app.app.graph.getNodeById(id);
+            node.setSize([Math.max(node.size[0], 640), node.size[1]]);
+        }, one.tok);
+        await settle();
+        await waitState(one.tok, "s.source === 'ARPAbet preview'");
+        await dragTimeline(one.tok, 3, 4);
+        const oneValues = await widgetValues(one.tok);
+        return { ids, text, before, after, values, one: oneValues };
+    });
+
+    // -- 8d. widgets that do nothing in the current setting look inactive ------------------------------------------
+    const inactiveProbe = async (ids) => ({
+        sampler: await widgetValues(ids.sampler),
+        loader: await widgetValues(ids.loader),
+    });
+    await step("inactive", async () => {
+        await newBlankTab();
+        const ids = await make([
+            ["sampler", "VSSFlowSampler", [420, 60], { solver: "dopri5" }],
+            ["loader", "VSSFlowVideoLoader", [40, 60], { file: "@demo" }],
+            ["create", "CreateVideo", [40, 400], {}],
+        ]);
+        if (ids.error) throw new Error(ids.error);
+        await settle();
+        await page.waitForTimeout(2 * 250 + 100); // the extension's poll, for values set without a callback
+        const dopri5 = await inactiveProbe(ids);
+        await shot("11_inactive_dopri5");
+        await page.evaluate((id) => { // the user's pick in the solver combo: the widget's own setValue
+            const app = window.comfyAPI.app.app;
+            const node = app.graph.getNodeById(id);
+            node.widgets.find((w) => w.name === "solver").setValue("euler", { e: undefined, node, canvas: app.canvas });
+        }, ids.sampler);
+        await settle();
+        const euler = await inactiveProbe(ids);
+        const wired = await wire(ids.create, "VIDEO", ids.loader, "video");
+        await settle();
+        await page.waitForTimeout(600);
+        const withVideo = await inactiveProbe(ids);
+        await shot("12_inactive_video_connected");
+        return { ids, dopri5, euler, wired, withVideo };
+    });
+
+
     // -- 10. the same timeline in the "Modern Node Design" (Vue nodes) renderer, in its own blank tab -----------------
     await step("vue", async () => {
         await newBlankTab();
@@ -482,11 +645,58 @@ try {
         });
         return { before, after };
     });
+
+    // -- 11. Vue nodes: a drag on the timeline reaches the Vue widgets (the widget store); inactive widgets look it --
+    await step("vueEdit", async () => {
+        await newBlankTab();
+        await page.evaluate(async () => {
+            await window.comfyAPI.app.app.extensionManager.setting.set("Comfy.VueNodes.Enabled", true);
+        });
+        const text = "0.5-2 [alice]: HH AH0 L OW1\n3-4.5 [bob]: HH AY1";
+        const ids = await make([
+            ["tok", config.tokenizer, [100, 80], { transcript: text }],
+            ["sampler", "VSSFlowSampler", [760, 80], { solver: "dopri5" }],
+        ]);
+        if (ids.error) throw new Error(ids.error);
+        await page.waitForSelector(`[data-node-id="${ids.tok}"] canvas.vssflow-timeline`, { timeout: 10000 });
+        await page.waitForTimeout(700);
+        const domOf = async () => page.evaluate(({ tok, sampler }) => {
+            const texts = [...document.querySelectorAll(`[data-node-id="${tok}"] textarea`)].map((t) => t.value);
+            const root = document.querySelector(`[data-node-id="${sampler}"]`);
+            const disabled = root ? [...root.querySelectorAll("[disabled], [aria-disabled=true], .disabled, [data-disabled]")]
+                .map((e) => (e.closest("[data-widget-name]")?.getAttribute("data-widget-name") ?? e.getAttribute("aria-label") ??
+                             e.closest("[class*=widget]")?.textContent?.trim()?.slice(0, 40) ?? e.tagName)) : null;
+            return { texts, disabled, samplerHTML: root ? root.innerText.slice(0, 400) : null };
+        }, ids);
+        const before = await domOf();
+        const stateBefore = await stateOf(ids.tok);
+        await dragTimeline(ids.tok, 4.5, 6.0);
+        await page.waitForTimeout(400);
+        const after = await domOf();
+        const values = await widgetValues(ids.tok);
+        const sampler = await widgetValues(ids.sampler);
+        await shot("13_vue_drag_and_inactive");
+        await page.evaluate((id) => { // a fixed-step solver: steps and schedule come alive, the tolerances go
+            const app = window.comfyAPI.app.app;
+            const node = app.graph.getNodeById(id);
+            node.widgets.find((w) => w.name === "solver").setValue("euler", { e: undefined, node, canvas: app.canvas });
+        }, ids.sampler);
+        await page.waitForTimeout(400);
+        const euler = await domOf();
+        const samplerEuler = await widgetValues(ids.sampler);
+        await page.evaluate(async () => {
+            await window.comfyAPI.app.app.extensionManager.setting.set("Comfy.VueNodes.Enabled", false);
+        });
+        return { ids, text, before, after, euler, stateBefore, stateAfter: await stateOf(ids.tok), values, sampler,
+                 samplerEuler };
+    });
 } catch (error) {
     report.fatal = String(error?.stack ?? error);
     log("fatal:", report.fatal);
 } finally {
     report.seconds = (Date.now() - t0) / 1000;
+    report.deprecations = await page.evaluate(() => window.__vssflowDeprecations ?? null).catch((e) => String(e));
+    report.frontendVersion = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null).catch(() => null);
     save();
     await browser.close().catch(() => {});
 }
