@@ -134,7 +134,7 @@ def test_crafted_sizes_are_refused_from_the_headers_without_allocating(crafted, 
         assert "'w'" in line and "[500000000]" in line and "zero strides [0]" in line and "2.0 GB" in line, line
         assert f"never loads into more than {MAX_EXPANSION}x its size" in line
     for line in lines[6:]:
-        assert "zip directory declares 2.0 GB" in line and "zip bomb" in line, line
+        assert "its zip directory declares 2.0 GB of contents (a zip bomb?)" in line and "damaged:" not in line, line
     assert growth < PEAK_BOUND, f"refusing grew the peak memory by {growth / 2**20:.0f} MiB"
 
 

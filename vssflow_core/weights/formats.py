@@ -188,6 +188,8 @@ def _check_zip_checkpoint(path: Path, size: int, kind: str) -> None:
                 geometry = _read_geometry(fh)
     except zipfile.BadZipFile:
         return  # truncated or damaged: the readers say so
+    except FileFormatError:
+        raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         raise FileFormatError(f"the {kind} is damaged: its tensor index (data.pkl) cannot be read "
                               f"({type(exc).__name__}: {exc})", "Download or copy it again") from None
