@@ -13,12 +13,14 @@ Search order for every file of a component:
 
 3. The Hugging Face cache (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``), read without any network access.
 4. Only with ``download=True`` and not offline: ``huggingface_hub.hf_hub_download`` into
-   ``<models_dir>/<component>`` (or into the cache when there is no models folder).
+   ``<models_dir>/<component>`` (or into the cache when there is no models folder), after one quick check that the
+   hub answers (:mod:`vssflow_core.weights.download`).
 
 Anything missing raises :class:`MissingWeightsError` (a ``FileNotFoundError``) naming the component, the file, every
-place searched and the commands that fetch it.  Files found are checked cheaply before use: a safetensors header is
-read (never the tensors) and compared with the registry's identifying shapes; a PyTorch zip is opened through its
-central directory (which sits at the end, so truncation shows at once) and its tensors are read with ``mmap``.
+place searched and the commands that fetch it.  Files found are checked cheaply before use by
+:func:`~vssflow_core.weights.verify.verify_file`.  The other jobs live beside this one: the errors in ``errors``,
+the environment and the fetch commands in ``sources``, fetching in ``download``, file checks in ``verify`` and
+``formats``, the ``download`` command in ``cli``.
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ from .download import download_file
 # the errors and the environment helpers are imported from here by the loaders, the command lines and the tests
 from .errors import (CorruptWeightsError, MissingWeightsError, UnsupportedComponentError, WeightsVerificationError,
                      WrongModelError)
+from .formats import sniff_format
 from .registry import ComponentSource, WeightFile, WeightFormat, get_component
 from .sources import (MODELS_DIR_ENV, default_models_dir, expected_location, fetch_commands, hf_cache_description,
                       hf_cache_dir, is_offline, missing_weights)
-from .formats import sniff_format
 from .verify import verify_file
 
 __all__ = ["CorruptWeightsError", "MODELS_DIR_ENV", "MissingWeightsError", "ResolvedWeights",
