@@ -72,8 +72,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vssflow_core.config import VSSFlowConfig  # noqa: E402
-from vssflow_core.flow.guidance import CachedGuidedVelocity, GuidedVelocity  # noqa: E402
+from vssflow_core.config import SEQUENCE, VSSFlowConfig  # noqa: E402
+from vssflow_core.flow.guidance import OFFICIAL_GUIDANCE_SCALE, CachedGuidedVelocity, GuidedVelocity  # noqa: E402
 from vssflow_core.model.dit import VSSFlowDiT  # noqa: E402
 from vssflow_core.model.vssflow import Conditions, VSSFlow  # noqa: E402
 
@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--tokens", type=int, default=None, help="latent frames (default: the 10 s window, 250)")
     parser.add_argument("--layers", type=int, default=None, help="DiT layers (default: the official 10)")
-    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--guidance", type=float, default=OFFICIAL_GUIDANCE_SCALE)
     parser.add_argument("--ours-only", action="store_true")
     parser.add_argument("--keep-diffusers-projections", action="store_true")
     parser.add_argument("--stock-cross-attention", action="store_true")
@@ -203,7 +203,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     cfg = VSSFlowConfig() if args.layers is None else VSSFlowConfig(num_layers=args.layers)
-    length = args.tokens or 250
+    length = args.tokens or SEQUENCE.latent_length
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))

@@ -185,8 +185,11 @@ def main() -> None:
     clips = []
     for video in args.video or [None]:
         if video is None:
-            clip = torch.randn(1, max(1, length * 10 // 25), cfg.clip_dim, generator=gen, dtype=torch.float64)
-            synch = torch.randn(1, max(1, length * 24 // 25), cfg.synch_dim, generator=gen, dtype=torch.float64)
+            # as many CLIP frames and Synchformer tokens as ``length`` latent frames span
+            clip_frames = int(length * SEQUENCE.clip_fps // SEQUENCE.latent_rate)
+            synch_tokens = length * SEQUENCE.synch_tokens // SEQUENCE.latent_length
+            clip = torch.randn(1, max(1, clip_frames), cfg.clip_dim, generator=gen, dtype=torch.float64)
+            synch = torch.randn(1, max(1, synch_tokens), cfg.synch_dim, generator=gen, dtype=torch.float64)
             phones = torch.randint(1, cfg.phone_vocab, (1, length), generator=gen)
         else:  # real conditions: what the default sampler will actually integrate
             visual = components.encode_video(video)

@@ -29,6 +29,7 @@ from test_media_mux import (
 )
 from tiny_models import CLIP_CFG, VAE_CFG, build_tiny_components, save_module as _save
 from vssflow_core.codec.vae import MelVAE
+from vssflow_core.config import SEQUENCE
 from vssflow_core.encoders.clip import CLIPVisualEncoder
 from vssflow_core.flow.settings import SamplerSettings
 from vssflow_core.generate import main as generate_main
@@ -39,13 +40,13 @@ from vssflow_core.loading import resolve_checkpoint
 from vssflow_core.pipeline import VSSFlowPipeline
 from vssflow_core.results import SamplingProgress
 from vssflow_core.text.track import phoneme_frame_ids
-from vssflow_core.windows import VideoTooLongError, check_duration
+from vssflow_core.windows import VideoTooLongError, WindowPlan, check_duration
 from vssflow_core.video.synthetic import make_counter_video
 from vssflow_core.demo import DEMO_CHECKPOINT
 from vssflow_core.weights.hub import MissingWeightsError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SR = 16_000
+SR = SEQUENCE.sample_rate
 HELLO = "HH AH0 L OW1"  # ARPAbet: no G2P start-up cost in these tests
 
 @pytest.fixture(scope="module", autouse=True)
@@ -340,6 +341,32 @@ def test_cli_end_to_end(tmp_path, components, videos):
     samples, wav_rate = sf.read(str(wav), dtype="float32")
     assert wav_rate == SR and samples.shape == (3 * SR,) and np.abs(samples).max() > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "out.wav", "ref.wav"]
+
+
+def test_one_generate_run_opens_the_video_once_and_plans_its_windows_once(tmp_path, components, videos,
+                                                                        monkeypatch):
+    import vssflow_core.video as video
+    import vssflow_core.video.readers as readers
+
+    opened, plans = [], []
+
+    def counted_open(path, *args, **kwargs):
+        opened.append(path)
+        return original_open(path, *args, **kwargs)
+
+    def counted_plan(self, *args, **kwargs):
+        plans.append(args)
+        original_plan(self, *args, **kwargs)
+
+    original_open, original_plan = readers.open_video, WindowPlan.__init__
+    for module in (video, readers):
+        monkeypatch.setattr(module, "open_video", counted_open)
+    monkeypatch.setattr(WindowPlan, "__init__", counted_plan)
+    code = generate_main(["--video", str(videos["3s"]), "--transcript", HELLO, "-o", str(tmp_path / "out.mp4"),
+                          "--wav", str(tmp_path / "out.wav"), "-q", "--solver", "euler", "--steps", "2",
+                          *weight_args(components)])
+    assert code == 0
+    assert len(opened) == 1 and len(plans) == 1
 
 
 def test_cli_same_seed_same_audio(tmp_path, components, videos):

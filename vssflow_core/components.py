@@ -23,7 +23,7 @@ from .media.audio_io import read_audio
 from .model.vssflow import VSSFlow
 from .results import VisualFeatures
 from .video import FrameSource, as_frame_source, clip_frames, synchformer_frames
-from .windows import AudioJoiner, WindowPlan, check_duration, plan_windows
+from .windows import AudioJoiner, WindowPlan, window_plan
 
 __all__ = ["PipelineComponents", "PipelineConfigError", "check_compatible", "compatibility_problems"]
 
@@ -103,15 +103,14 @@ class PipelineComponents:
         """
         source, owned = as_frame_source(video, fps=fps)
         try:
-            duration = check_duration(source.end_time, windows, max_duration)
-            plan = plan_windows(duration, self.sequence, windows)
+            plan = window_plan(source.end_time, self.sequence, windows, max_duration)
             encoded = [self.encode_window(source, start, clip_batch_size=clip_batch_size,
                                           synch_batch_size=synch_batch_size) for start in plan.starts]
         finally:
             if owned:
                 source.close()
         return VisualFeatures(clip=torch.cat([clip for clip, _ in encoded]),
-                              synch=torch.cat([synch for _, synch in encoded]), duration=duration,
+                              synch=torch.cat([synch for _, synch in encoded]), duration=plan.duration,
                               source_fps=float(source.average_fps), plan=plan)
 
     @torch.inference_mode()
@@ -136,7 +135,7 @@ class PipelineComponents:
             raise ValueError("a speaker reference needs the RawNet3 speaker encoder, which was not loaded; load it "
                              "(python -m vssflow_core download rawnet3) or leave the reference out")
         waveform, rate = _reference_audio(reference, sample_rate)
-        return rawnet3_speaker_embedding(self.rawnet3, waveform, rate)
+        return rawnet3_speaker_embedding(self.rawnet3, waveform, rate, target_rate=self.sequence.sample_rate)
 
     @torch.inference_mode()
     def decode(self, latent: torch.Tensor, duration: float | None = None,
@@ -150,7 +149,7 @@ class PipelineComponents:
         """
         if plan is None:
             duration = self.sequence.duration_sec if duration is None else duration
-            plan = plan_windows(check_duration(duration, max_duration=math.inf), self.sequence)
+            plan = window_plan(duration, self.sequence, max_duration=math.inf)
         windows = latent[:, None] if latent.ndim == 3 else latent
         if windows.ndim != 4 or windows.shape[1] != plan.count:
             raise ValueError(f"a latent of shape {tuple(latent.shape)} does not hold the {plan.count} window(s) of a "
@@ -175,6 +174,10 @@ def compatibility_problems(components: PipelineComponents, model: VSSFlow | None
     fit."""
     seq, problems = components.sequence, []
     synchformer, vae, voc = components.synchformer.config, components.vae.config, components.vocoder.config
+    if (seq.clip_fps, seq.synch_fps) != (SEQUENCE.clip_fps, SEQUENCE.synch_fps):
+        # the frame samplers' presets (video.clip_frames / synchformer_frames) take the official rates only
+        problems.append(f"the video is sampled at {SEQUENCE.clip_fps} fps for CLIP and {SEQUENCE.synch_fps} fps for "
+                        f"Synchformer, the sequence configuration asks {seq.clip_fps} and {seq.synch_fps}")
     if synchformer.num_frames != seq.synch_segment_frames:
         problems.append(f"Synchformer takes {synchformer.num_frames}-frame segments, the window is cut "
                         f"into {seq.synch_segment_frames}-frame segments")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 
@@ -29,8 +29,18 @@ class SequenceConfig:
     synch_fps: int = 25  # Synchformer input frames per second
     synch_segment_frames: int = 16  # frames per Synchformer segment
     synch_segment_stride: int = 8
-    synch_tokens_per_segment: int = 8  # temporal tokens one segment yields (16 frames / tubelet 2)
-    phoneme_fps: int = 25  # phoneme ids are stretched to the latent rate
+    synch_tubelet_frames: int = 2  # Synchformer's temporal patch: one token per two frames of a segment
+
+    @property
+    def synch_tokens_per_segment(self) -> int:
+        """Temporal tokens one Synchformer segment yields (16 frames / tubelet 2 = 8)."""
+        return self.synch_segment_frames // self.synch_tubelet_frames
+
+    @property
+    def phoneme_fps(self) -> int | float:
+        """Phoneme ids are stretched to the latent rate (25 per second)."""
+        rate = self.latent_rate
+        return int(rate) if rate.is_integer() else rate
 
     @property
     def num_samples(self) -> int:
@@ -91,17 +101,24 @@ class WindowConfig:
 
 @dataclass(frozen=True)
 class MelConfig:
-    """The official log-mel front-end (``util/mel_filter.py``)."""
+    """The official log-mel front-end (``util/mel_filter.py``); its sample rate and hop are the time axes'."""
 
-    sample_rate: int = 16_000
     n_fft: int = 1024
     win_length: int = 1024
-    hop_length: int = 160
     n_mels: int = 64
     f_min: float = 0.0
     f_max: float = 8000.0
     peak_amplitude: float = 0.5  # every clip is peak-normalised to this before the STFT
     log_floor: float = 1e-5
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.sequence.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.sequence.mel_hop_length
 
 
 @dataclass(frozen=True)

@@ -165,36 +165,34 @@ class _ProgressBar:
 def run(args: argparse.Namespace) -> int:
     from .media import atomic_output, mux_audio, write_audio
     from .pipeline import VSSFlowPipeline
-    from .text.track import phoneme_frame_ids
-    from .video import as_frame_source
-    from .windows import check_duration
+    from .text.track import phoneme_track
+    from .video import open_video
+    from .windows import window_plan
 
     _check_args(args)
     settings = SamplerSettings(solver=args.solver, steps=args.steps, schedule=args.schedule,
                                guidance_scale=args.guidance_scale, atol=args.atol, rtol=args.rtol, compile=args.compile)
     if not 0 <= args.seed < 2**64:  # any integer is a seed: the noise generators take it modulo 2^64
         print(f"note: seed {args.seed} is used modulo 2^64, as {args.seed % 2**64}", file=sys.stderr)
-    # Cheap checks first: the video opens and is not too long, the transcript is pronounceable in its window.
-    source, _ = as_frame_source(args.video)
-    try:
-        duration = check_duration(source.end_time, max_duration=args.max_duration)
-    finally:
-        source.close()
-    phoneme_frame_ids(args.transcript, args.speech_start, args.speech_end, duration)
+    # Cheap checks first: the video opens and is not too long, the transcript is pronounceable in its window.  The
+    # opened video and its window plan are what the pipeline then works on.
+    with open_video(args.video) as source:
+        plan = window_plan(source.end_time, max_duration=args.max_duration)
+        phoneme_track(args.transcript, args.speech_start, args.speech_end, plan.duration).frame_ids_on(plan)
 
-    started = time.perf_counter()
-    pipe = VSSFlowPipeline.load(
-        args.checkpoint, models_dir=args.models_dir, clip=args.clip_path, synchformer=args.synchformer_path,
-        vae=args.vae_path, vocoder=args.vocoder_path, rawnet3=args.rawnet3_path, speaker=bool(args.speaker),
-        download=args.download, device=args.device, dtype=_DTYPES[args.dtype], encoder_dtype=args.encoder_dtype,
-    )
-    progress = _ProgressBar(settings.solver, enabled=not args.quiet)
-    try:
-        audio = pipe.generate(args.video, args.transcript, speech_start=args.speech_start, speech_end=args.speech_end,
-                              speaker=args.speaker, lip=args.lip, seed=args.seed, settings=settings,
-                              callback=progress, max_duration=args.max_duration)
-    finally:
-        progress.close()
+        started = time.perf_counter()
+        pipe = VSSFlowPipeline.load(
+            args.checkpoint, models_dir=args.models_dir, clip=args.clip_path, synchformer=args.synchformer_path,
+            vae=args.vae_path, vocoder=args.vocoder_path, rawnet3=args.rawnet3_path, speaker=bool(args.speaker),
+            download=args.download, device=args.device, dtype=_DTYPES[args.dtype], encoder_dtype=args.encoder_dtype,
+        )
+        progress = _ProgressBar(settings.solver, enabled=not args.quiet)
+        try:
+            audio = pipe.generate(source, args.transcript, speech_start=args.speech_start,
+                                  speech_end=args.speech_end, speaker=args.speaker, lip=args.lip, seed=args.seed,
+                                  settings=settings, callback=progress, plan=plan)
+        finally:
+            progress.close()
     waveform = audio.waveform[0]
 
     # Both files are built under temporary names and renamed into place together at the very end; a name that

@@ -43,9 +43,9 @@ from .model.vssflow import Conditions, VSSFlow
 from .progress import check_interrupted
 from .results import GeneratedAudio, ProgressCallback, SampledLatent, SamplingProgress, VisualFeatures
 from .text import silent_frame_ids
-from .text.track import phoneme_frame_ids
+from .text.track import phoneme_track
 from .video import as_frame_source
-from .windows import AudioJoiner, KnownFrames, WindowPlan, check_duration, plan_windows, window_progress, window_seed
+from .windows import AudioJoiner, KnownFrames, WindowPlan, window_plan, window_progress, window_seed
 
 __all__ = ["VSSFlowPipeline"]
 
@@ -126,11 +126,11 @@ class VSSFlowPipeline:
             return torch.zeros(self.model.cfg.speaker_dim, device=self.device)
         return self.components.speaker_embedding(reference, sample_rate).to(self.device)
 
-    def lip_features(self, lip: Any = None, length: int | None = None) -> torch.Tensor:
-        """Lip features ``[length, lip_dim]`` on the latent grid (default: one window; a longer clip needs its plan's
-        ``timeline.latent_length``): None gives zeros (as the official in-the-wild inference); a ``.npy`` /
-        ``.safetensors`` path or an array ``[frames, lip_dim]`` at 25 fps is cropped or zero-padded."""
-        length = self.components.sequence.latent_length if length is None else length
+    def lip_features(self, lip: Any = None, plan: WindowPlan | None = None) -> torch.Tensor:
+        """Lip features ``[frames, lip_dim]`` on the latent grid of ``plan``'s timeline (None: one window): None gives
+        zeros (as the official in-the-wild inference); a ``.npy`` / ``.safetensors`` path or an array
+        ``[frames, lip_dim]`` at 25 fps is cropped or zero-padded."""
+        length = (self.components.sequence if plan is None else plan.timeline).latent_length
         dim = self.model.cfg.lip_dim
         if lip is None:
             return zero_lip_features(length, dim)
@@ -153,6 +153,10 @@ class VSSFlowPipeline:
         if visual.windows != 1:
             raise ValueError(f"the visual features hold {visual.windows} windows; condition one at a time "
                              f"(visual.window(k)), or sample them all with sample_windows")
+        return self._conditions(visual.clip, visual.synch, phone_ids, speaker, lip, batch_size)
+
+    def _conditions(self, clip: torch.Tensor, synch: torch.Tensor, phone_ids: torch.Tensor | None,
+                    speaker: torch.Tensor | None, lip: torch.Tensor | None, batch_size: int) -> Conditions:
         length = self.components.sequence.latent_length
         device = self.device
         phone_ids = silent_frame_ids(self.components.sequence) if phone_ids is None else phone_ids
@@ -164,8 +168,8 @@ class VSSFlowPipeline:
             return _expand(x[None] if x.ndim == unbatched_ndim else x, batch_size)
 
         return self.model.prepare_conditions(
-            clip=batched(visual.clip, 2),
-            synch=batched(visual.synch, 3),
+            clip=batched(clip, 2),
+            synch=batched(synch, 3),
             phone_ids=batched(phone_ids, 1),
             lip=batched(lip, 2),
             speaker=batched(speaker, 1),
@@ -241,7 +245,7 @@ class VSSFlowPipeline:
         """
         plan = visual.plan
         windows = _WindowSampler(self, plan, phone_ids, speaker, lip, batch_size, seed, settings, callback)
-        latents = [windows.sample(k, visual.window(k)) for k in range(plan.count)]
+        latents = [windows.sample(k, visual.clip[k:k + 1], visual.synch[k:k + 1]) for k in range(plan.count)]
         latent = latents[0] if plan.count == 1 else torch.stack(latents, dim=1)
         return SampledLatent(latent=latent, stats=windows.stats, plan=plan)
 
@@ -263,34 +267,41 @@ class VSSFlowPipeline:
         callback: ProgressCallback | None = None,
         max_duration: float | None = None,
         windows: WindowConfig = WINDOWS,
+        plan: WindowPlan | None = None,
     ) -> GeneratedAudio:
         """Every stage in order, for a video of any length up to ``max_duration`` seconds (None: the configured
         maximum).  Cheap checks (length, transcript, lip file, speaker) run before the expensive encoders; then each
         window is read, encoded, sampled, decoded and joined before the next one is read, so memory holds one window's
-        frames, features and audio (plus the output track) whatever the video's length."""
+        frames, features and audio (plus the output track) whatever the video's length.
+
+        ``video`` may be a frame source the caller opened (it is left open); ``plan`` the window plan the caller
+        already made for it (:func:`~vssflow_core.windows.window_plan`; then ``windows`` and ``max_duration`` are
+        the plan's), else it is made here once the duration is known, and every stage takes it."""
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        sequence = self.components.sequence
+        if plan is not None and plan.sequence != sequence:
+            raise ValueError("the window plan was made for other time axes than the loaded components'; make it with "
+                             "the components' sequence configuration")
         source, owned = as_frame_source(video, fps=fps)
         try:
-            duration = check_duration(source.end_time, windows, max_duration)
-            plan = plan_windows(duration, self.components.sequence, windows)
-            phone_ids = phoneme_frame_ids(transcript, speech_start, speech_end, duration, self.components.sequence,
-                                          windows)
-            lip_features = self.lip_features(lip, plan.timeline.latent_length)
+            plan = plan or window_plan(source.end_time, sequence, windows, max_duration)
+            phone_ids = phoneme_track(transcript, speech_start, speech_end, plan.duration,
+                                      sequence=sequence).frame_ids_on(plan)
+            lip_features = self.lip_features(lip, plan)
             speaker_vector = self.speaker_embedding(speaker)
             sampler = _WindowSampler(self, plan, phone_ids, speaker_vector, lip_features, batch_size, seed, settings,
                                      callback)
             joiner = AudioJoiner(plan, batch_size)
             for k, start in enumerate(plan.starts):
                 check_interrupted()  # between windows too (each stage also checks inside its own loops)
-                visual = VisualFeatures(*self.components.encode_window(source, start), duration=duration,
-                                        source_fps=float(source.average_fps))
-                joiner.add(k, self.components.decode_window(sampler.sample(k, visual)))
+                latent = sampler.sample(k, *self.components.encode_window(source, start))
+                joiner.add(k, self.components.decode_window(latent))
         finally:
             if owned:
                 source.close()
-        return GeneratedAudio(waveform=joiner.result(), sample_rate=self.components.sample_rate, duration=duration,
-                              stats=sampler.stats)
+        return GeneratedAudio(waveform=joiner.result(), sample_rate=self.components.sample_rate,
+                              duration=plan.duration, stats=sampler.stats)
 
 
 class _WindowSampler:
@@ -312,11 +323,12 @@ class _WindowSampler:
         self.stats: SamplingStats | None = None
         self.previous: torch.Tensor | None = None
 
-    def sample(self, k: int, visual: VisualFeatures) -> torch.Tensor:
-        """Window ``k``'s latent ``[B, 128, L]`` (windows come in order: each may continue the one before)."""
+    def sample(self, k: int, clip: torch.Tensor, synch: torch.Tensor) -> torch.Tensor:
+        """Window ``k``'s latent ``[B, 128, L]`` from its CLIP ``[1, 100, D]`` and Synchformer ``[1, 30, 8, D]``
+        features (windows come in order: each may continue the one before)."""
         plan = self.plan
-        conditions = self.pipe.conditions(visual, plan.window_slice(self.phone_ids, k), self.speaker,
-                                          plan.window_slice(self.lip, k), self.batch_size)
+        conditions = self.pipe._conditions(clip, synch, plan.window_slice(self.phone_ids, k), self.speaker,
+                                           plan.window_slice(self.lip, k), self.batch_size)
         known = None
         if self.previous is not None and plan.windows.seam == "continue":
             known = KnownFrames.from_previous(self.previous, plan, k)

@@ -39,6 +39,7 @@ __all__ = [
     "WindowPlan",
     "check_duration",
     "plan_windows",
+    "window_plan",
     "window_progress",
     "window_seed",
 ]
@@ -70,6 +71,13 @@ def check_duration(duration: float, windows: WindowConfig = WINDOWS, max_duratio
             f"VideoLoader node, max_duration= in Python)"
         )
     return float(duration)
+
+
+def window_plan(duration: float, sequence: SequenceConfig = SEQUENCE, windows: WindowConfig = WINDOWS,
+                max_duration: float | None = None) -> "WindowPlan":
+    """The plan for a video of ``duration`` seconds once it is known, after :func:`check_duration` (``max_duration``
+    as there): what every later stage takes instead of the duration."""
+    return plan_windows(check_duration(duration, windows, max_duration), sequence, windows)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -127,17 +127,18 @@ def speaker_embedding(
     waveform: Tensor | np.ndarray | None,
     sample_rate: int = SEQUENCE.sample_rate,
     batch_size: int = NUM_WINDOWS,
+    target_rate: int = SEQUENCE.sample_rate,
 ) -> Tensor:
     """Reference audio (any rate, mono or channels-first) -> ``[n_out]`` float32 embedding on the model's device:
-    the mean of RawNet3 over the ten 3 s windows. ``None`` -> zeros. ``batch_size`` bounds how many windows run at
-    once, trading speed for peak activation memory."""
+    the mean of RawNet3 over the ten 3 s windows of the audio at ``target_rate`` (the model's). ``None`` -> zeros.
+    ``batch_size`` bounds how many windows run at once, trading speed for peak activation memory."""
     param = next(model.parameters())
     if waveform is None:
         return no_speaker_embedding(model.config.n_out, device=param.device)
     if model.training:
         raise RuntimeError("speaker_embedding needs RawNet3 in eval mode (BatchNorm running statistics); call .eval()")
-    clip = prepare_reference(waveform, sample_rate, SEQUENCE.sample_rate)
-    windows = reference_windows(clip, _window_samples(SEQUENCE.sample_rate))
+    clip = prepare_reference(waveform, sample_rate, target_rate)
+    windows = reference_windows(clip, _window_samples(target_rate))
     outputs = []
     for chunk in windows.split(max(1, batch_size)):
         check_interrupted()  # once per batch of windows

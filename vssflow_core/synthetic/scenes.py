@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ..config import SEQUENCE
+
 EVENT_KINDS = ("impact", "flash", "motion")
 
 WORDS = (
@@ -55,7 +57,7 @@ class SceneSpec:
     size: int = 96  # pictures are size x size
     fps: int = 25
     duration: float = 4.0  # seconds
-    sample_rate: int = 16_000
+    sample_rate: int = SEQUENCE.sample_rate
     min_gap: float = 0.4  # seconds between events (every event's sound ends before the next starts)
     events: tuple[int, int] = (2, 5)  # events per sound clip, inclusive range
     noise: float = 0.003  # background noise amplitude

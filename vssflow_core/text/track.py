@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import SEQUENCE, WINDOWS, SequenceConfig, WindowConfig
-from ..windows import check_duration, plan_windows
+from ..windows import WindowPlan, check_duration, plan_windows
 from . import silent_frame_ids, stretch_ids, tokens_to_ids, transcript_to_tokens
 from .phonemes import Mode, check_speech_rate, check_speech_window
 
@@ -57,6 +57,14 @@ class PhonemeTrack:
         (:attr:`WindowPlan.timeline`: ``[250]`` for a clip of one window, cut per window with
         :meth:`WindowPlan.window_slice`); all zeros when silent."""
         timeline = sequence if duration is None else plan_windows(duration, sequence, windows).timeline
+        return self._ids_on(timeline, duration, sequence, windows)
+
+    def frame_ids_on(self, plan: WindowPlan) -> torch.Tensor:
+        """:meth:`frame_ids` on the window plan made once for the clip (its duration, rates and timeline)."""
+        return self._ids_on(plan.timeline, plan.duration, plan.sequence, plan.windows)
+
+    def _ids_on(self, timeline: SequenceConfig, duration: float | None, sequence: SequenceConfig,
+                windows: WindowConfig) -> torch.Tensor:
         if self.silent:
             return silent_frame_ids(timeline)
         start, end = self.window(duration, sequence, windows)
