@@ -352,10 +352,10 @@ def test_vue_nodes_show_the_sampler_widgets_inactive(ui_report):
     step = _step(ui_report, "vueEdit")
     assert {"steps", "schedule"} <= set(step["sampler"]["disabled"]), step["sampler"]
     assert not {"steps", "schedule"} & set(step["samplerEuler"]["disabled"]), step["samplerEuler"]
-    # the Vue node draws the steps widget disabled under dopri5 and enabled under euler (schedule is an advanced
-    # input, folded away by default)
+    # the Vue node draws the steps widget's controls disabled under dopri5 and enabled under euler (schedule is an
+    # advanced input, folded away by default; seed and batch_size keep their decrement disabled at their minimum)
     dopri5, euler = step["after"]["disabled"], step["euler"]["disabled"]
-    assert dopri5.count("steps") > euler.count("steps"), (dopri5, euler)
+    assert len(dopri5) >= len(euler) + 2, (dopri5, euler)
 
 
 # -- the public extension API only (issue 16 item 3) -----------------------------------------------------------------
