@@ -131,3 +131,69 @@ def test_reencoding_keeps_a_variable_frame_rate(tmp_path):
 def test_unknown_suffix_is_refused_with_the_choices(clips, tmp_path):
     with pytest.raises(ValueError, match=r"\.mp4, \.m4v, \.mov, \.mkv"):
         plan_output(clip(clips, "ProRes"), tmp_path / "out.avi")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The command line plans the output before it loads any weights
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> dict[str, Path]:
+    from tiny_models import build_tiny_components
+
+    return build_tiny_components(tmp_path_factory.mktemp("models"))
+
+
+def generate(video: Path, output: Path, weights: dict[str, Path], *extra: str) -> int:
+    from vssflow_core.generate import main
+
+    args = ["--video", str(video), "-o", str(output), "--device", "cpu", "-q", "--solver", "euler", "--steps", "2",
+            "--models-dir", str(output.parent / "no_models"), *extra]
+    for component, path in weights.items():
+        args += [f"--{component}", str(path)]
+    return main(args)
+
+
+@pytest.mark.parametrize("name, suffix", [("ProRes", ".mp4"), ("VP8", ".mp4"), ("QuickTime RLE", ".mp4"),
+                                          ("AV1 in WebM", ".mkv"), ("AV1 in Matroska", ".mp4")])
+def test_the_command_line_writes_every_codec(name, suffix, clips, weights, tmp_path, capsys):
+    source = clip(clips, name)
+    assert generate(source, tmp_path / f"take{suffix}", weights) == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    reencode = CLIPS[name][3][suffix]
+    assert ("re-encoded as H.264" in err) is reencode  # a note in the log says so
+    assert video_codec(tmp_path / f"take{suffix}") == ("h264" if reencode else video_codec(source))
+    assert video_duration(tmp_path / f"take{suffix}") == pytest.approx(video_duration(source), abs=1e-3)
+
+
+def test_the_command_line_keeps_the_source_container_when_given_none(clips, weights, tmp_path, capsys):
+    assert generate(clip(clips, "ProRes"), tmp_path / "take", weights) == 0, capsys.readouterr().err
+    assert "writing take.mov" in capsys.readouterr().err
+    assert video_codec(tmp_path / "take.mov") == "prores"
+
+
+@pytest.mark.parametrize("problem", ["plan", "long name"])
+def test_the_command_line_refuses_an_unwritable_output_before_loading_weights(problem, clips, weights, tmp_path,
+                                                                            monkeypatch, capsys):
+    from vssflow_core.media import MuxError
+    from vssflow_core.pipeline import VSSFlowPipeline
+
+    def never(*args, **kwargs):
+        raise AssertionError("weights were loaded before the output was checked")
+
+    monkeypatch.setattr(VSSFlowPipeline, "load", never)
+    output = tmp_path / "take.mp4"
+    if problem == "plan":
+        def refuse(*args, **kwargs):
+            raise MuxError("this container cannot be written")
+
+        monkeypatch.setattr("vssflow_core.media.output_plan.plan_output", refuse)
+        expected = "this container cannot be written"
+    else:
+        output = tmp_path / ("t" * 300 + ".mp4")
+        expected = "too long"
+    assert generate(clip(clips, "ProRes"), output, weights) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and expected in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

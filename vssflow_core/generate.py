@@ -40,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     io_ = p.add_argument_group("input and output")
     io_.add_argument("--video", required=True, help="the video to add sound to")
-    io_.add_argument("-o", "--output", help="mp4/mov/mkv to write: the video stream copied unchanged plus the sound "
-                                            "(never over an existing file)")
+    io_.add_argument("-o", "--output", help="mp4/mov/mkv to write: the video stream copied unchanged plus the sound, "
+                                            "or re-encoded as H.264 where the container cannot hold its codec (a "
+                                            "note says so); no suffix keeps the video's own container (never over "
+                                            "an existing file)")
     io_.add_argument("--wav", help="also (or only) write the generated sound as .wav or .flac (16 kHz mono)")
     io_.add_argument("--max-duration", type=float, default=WINDOWS.max_duration_sec, metavar="SECONDS",
                      help=f"refuse videos longer than this (default {WINDOWS.max_duration_sec:g} s)")
@@ -127,10 +129,14 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available to this PyTorch")
-    from .media import AUDIO_FORMATS, CONTAINER_FORMATS
+    from .media import AUDIO_FORMATS, CONTAINER_FORMATS, check_output_path
 
-    if args.output and Path(args.output).suffix.lower() not in CONTAINER_FORMATS:
-        raise ValueError(f"-o {args.output}: write a video as one of {', '.join(CONTAINER_FORMATS)}")
+    for flag, value in (("-o", args.output), ("--wav", args.wav)):
+        if value:  # a NUL byte or a name too long for the file system: said now, not after the generation
+            check_output_path(value, f"{flag} path")
+    if args.output and Path(args.output).suffix.lower() not in ("", *CONTAINER_FORMATS):
+        raise ValueError(f"-o {args.output}: write a video as one of {', '.join(CONTAINER_FORMATS)}, or give no "
+                         f"suffix to keep the video's own container")
     if args.wav and Path(args.wav).suffix.lower() not in AUDIO_FORMATS:
         raise ValueError(f"--wav {args.wav}: write the sound as one of {', '.join(AUDIO_FORMATS)}")
     outputs = [Path(p).expanduser() for p in (args.output, args.wav) if p]
@@ -142,6 +148,22 @@ def _check_args(args: argparse.Namespace) -> None:
                                   "file away")
         if path.parent.exists() and not path.parent.is_dir():
             raise NotADirectoryError(f"cannot write {path}: {path.parent} is a file, not a folder")
+
+
+def _plan_video_output(args: argparse.Namespace):
+    """How the picture goes into ``-o`` (copied, or re-encoded as H.264 where the container cannot hold its codec;
+    the source's container when ``-o`` has no suffix), decided before any weights load; None without ``-o``."""
+    from .media.output_plan import plan_output
+
+    if not args.output:
+        return None
+    planned = plan_output(args.video, args.output)
+    if planned.note:
+        print(f"note: {planned.note}", file=sys.stderr)
+    if planned.path.exists() or planned.path.is_symlink():  # a suffix chosen here names a file not checked yet
+        raise FileExistsError(f"{planned.path} already exists and is never overwritten; choose another name or move "
+                              "the file away")
+    return planned
 
 
 class _ProgressBar:
@@ -179,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
     with open_video(args.video) as source:
         plan = window_plan(source.end_time, max_duration=args.max_duration)
         phoneme_track(args.transcript, args.speech_start, args.speech_end, plan.duration).frame_ids_on(plan)
+        video_out = _plan_video_output(args)
 
         started = time.perf_counter()
         pipe = VSSFlowPipeline.load(
@@ -198,14 +221,15 @@ def run(args: argparse.Namespace) -> int:
     # Both files are built under temporary names and renamed into place together at the very end; a name that
     # appeared meanwhile is not replaced (the rename is a hard link, which fails on an existing name).
     with ExitStack() as stack:
-        if args.output:
-            tmp_video = stack.enter_context(atomic_output(args.output))
+        if video_out:
+            tmp_video = stack.enter_context(atomic_output(video_out.path))
             mux_audio(args.video, waveform, audio.sample_rate, tmp_video, mix_original=args.mix_original,
-                      original_gain=args.original_gain, generated_gain=args.generated_gain, overwrite=True)
+                      original_gain=args.original_gain, generated_gain=args.generated_gain, overwrite=True,
+                      plan=video_out)
         if args.wav:
             tmp_audio = stack.enter_context(atomic_output(args.wav))
             write_audio(tmp_audio, waveform, audio.sample_rate, overwrite=True)
-    written = " and ".join(p for p in (args.output, args.wav) if p)
+    written = " and ".join(str(p) for p in (video_out.path if video_out else None, args.wav) if p)
     stats = audio.stats
     print(f"wrote {written}: {audio.duration:.2f} s, seed {args.seed}, {stats.solver} {stats.steps} steps / "
           f"{stats.evaluations} evaluations, {time.perf_counter() - started:.1f} s")
