@@ -2,7 +2,8 @@
 
 Re-encoding the video would cost time and quality for nothing, so the video stream is stream-copied with PyAV (its
 packets go into the new container untouched: bit-identical, rotation and colour metadata kept) and the waveform is
-encoded as AAC.  The audio track is made exactly as long as the video (silence appended or the tail cut), so players
+encoded as AAC.  Only a picture the container cannot hold (ProRes or VP8 in .mp4...) is re-encoded as H.264, as the
+output plan made before generating says (:mod:`.output_plan`).  The audio track is made exactly as long as the video (silence appended or the tail cut), so players
 and editors see one duration.  Optionally the video's own soundtrack is mixed in, each side with its own gain.
 
 The output is written next to its final name and renamed into place when complete (:func:`..audio_io.atomic_output`);
