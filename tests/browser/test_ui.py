@@ -13,6 +13,7 @@ import os
 import re
 import struct
 import time
+import urllib.parse
 import urllib.request
 import wave
 from pathlib import Path
@@ -115,6 +116,24 @@ def test_extension_is_served(comfy):
     with urllib.request.urlopen(comfy.base_url + EXTENSION_URL, timeout=30) as resp:
         assert resp.status == 200
         assert b"registerExtension" in resp.read()
+
+
+def test_pack_routes_are_served(comfy):
+    from vssflow_core.config import SEQUENCE
+
+    for prefix in ("", "/api"):  # the frontend's api.fetchApi uses /api
+        facts = comfy.get_json(prefix + "/vssflow/facts")
+        assert facts["phoneme_fps"] == SEQUENCE.phoneme_fps and "dopri5" in facts["adaptive_solvers"], facts
+    status, body = comfy.request("POST", "/api/vssflow/timeline", {"text": "1-2 [a]: Hi\nnot a row", "rows": True})
+    answer = json.loads(body)
+    assert status == 200 and not answer["ok"] and "row 2" in answer["error"], answer
+    answer = comfy.get_json("/api/vssflow/duration?file=..%2F..%2Fsecret.mp4")  # refused (by ComfyUI or by us)
+    assert not answer["ok"] and "secret.mp4" in answer["error"] and "duration" not in answer, answer
+    spec = comfy.object_info("VSSFlowVideoLoader")["VSSFlowVideoLoader"]["input"]["optional"]["file"]
+    choices = spec[1]["options"] if spec[0] == "COMBO" else spec[0]  # V3 combos list their options apart
+    name = next(v for v in choices if str(v).startswith("demo_videos/"))
+    answer = comfy.get_json("/api/vssflow/duration?" + urllib.parse.urlencode({"file": name}))
+    assert answer["ok"] and answer["duration"] > 0, answer
 
 
 def test_page_loads_and_extension_is_registered(ui_report):
