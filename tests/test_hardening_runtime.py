@@ -384,11 +384,9 @@ def test_comfyuis_cancel_reaches_every_core_loop(pack, monkeypatch):
 def test_a_nan_speech_end_means_the_end_of_the_clip(pack):
     tokenize = pack.nodes.phonemes.tokenize
     for end in (0.0, math.nan):
-        track = tokenize("HH AH0 L OW1", 0.5, end, "auto", 3.0)
-        assert track.end is None
-        assert track.window(3.0) == (0.5, 3.0)
+        assert tokenize("HH AH0 L OW1", 0.5, end, "auto", 3.0).window(3.0) == (0.5, 3.0)
     assert tokenize("HH AH0 L OW1", 0.5, 2.0, "auto", 3.0).window(3.0) == (0.5, 2.0)
-    with pytest.raises(ValueError, match="ends at inf s, after the end of the clip"):
+    with pytest.raises(ValueError, match="inf"):
         tokenize("HH AH0 L OW1", 0.5, math.inf, "auto", 3.0)
 
 

@@ -50,8 +50,11 @@ class SolverError(RuntimeError):
 MAX_FIXED_STEPS = 10_000
 MAX_EVALUATIONS = 5_000
 MIN_STEP_FRACTION = 1e-9
-_ADAPTIVE_ADVICE = ("lower the guidance scale, loosen atol/rtol (official: 1e-5), or use a fixed-step solver (e.g. "
-                    "--solver heun --steps 16)")
+
+
+def _adaptive_advice() -> str:
+    return (f"lower the guidance scale, loosen atol/rtol (official: {OFFICIAL_ATOL:g}), or use a fixed-step solver "
+            "(e.g. --solver heun --steps 16)")
 
 
 def check_fixed_steps(steps: int) -> int:
@@ -240,13 +243,15 @@ class Dopri5Solver:
         accepted = rejected = 0
         while True:
             if not (math.isfinite(h) and h >= min_step):
+                resolution = torch.finfo(x.dtype).eps
+                finer = (f" (finer than {x.dtype} resolves, about {resolution:.0e})"
+                         if min(self.atol, self.rtol) < resolution else "")
                 raise SolverError(f"dopri5's step size collapsed to {h:.3g} at t={t:.3g} after {accepted} steps "
                                   f"({rejected} rejected): the guided velocity field is too steep to follow at "
-                                  f"atol={self.atol:g}, rtol={self.rtol:g} (tolerances below about 1e-7 are finer "
-                                  f"than float32 resolves); {_ADAPTIVE_ADVICE}")
+                                  f"atol={self.atol:g}, rtol={self.rtol:g}{finer}; {_adaptive_advice()}")
             if v.count + 6 > self.max_evaluations:
                 raise SolverError(f"dopri5 reached its limit of {self.max_evaluations:,} velocity evaluations at "
-                                  f"t={t:.4f} ({accepted} steps, {rejected} rejected); {_ADAPTIVE_ADVICE}")
+                                  f"t={t:.4f} ({accepted} steps, {rejected} rejected); {_adaptive_advice()}")
             stages = [f]
             for c, a in zip(_DP_C, _DP_A):
                 stages.append(v(at(t + c * h), _combine(x, h, a, stages)))
@@ -272,7 +277,7 @@ class Dopri5Solver:
                 rejected += 1
             if not math.isfinite(error_ratio):
                 raise SolverError(f"the sampler produced non-finite values at t={t:.4g} (the error estimate is "
-                                  f"{error_ratio}); {_ADAPTIVE_ADVICE}")
+                                  f"{error_ratio}); {_adaptive_advice()}")
             h = self._next_step(h, error_ratio)
 
 
