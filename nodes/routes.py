@@ -2,8 +2,9 @@
 
 * ``GET /vssflow/facts``: what the extension draws with and which widgets each setting leaves unused (phoneme rate,
   the model's window, the adaptive solvers), read from ``vssflow_core`` so the browser never keeps a copy.
-* ``POST /vssflow/timeline`` ``{text, mode, rows, speech_start, speech_end, duration}``: the speech track the node
-  would build, line by line with its phoneme tokens, or the message the node would give.
+* ``POST /vssflow/timeline`` ``{text, mode, rows, speech_start, speech_end, duration, subtitle_file}``: the speech
+  track the node would build (one line, dialogue rows, or a subtitle file of the input folder), line by line with its
+  phoneme tokens, or the message the node would give.
 * ``GET /vssflow/duration?file=NAME``: the duration of a clip the VideoLoader (or core Load Video) would read.
 
 ComfyUI serves every route also under ``/api``, where the frontend's ``api.fetchApi`` sends it.  The work is done
@@ -21,6 +22,7 @@ from typing import Any, Mapping
 from ..vssflow_core.config import SEQUENCE, WINDOWS
 from ..vssflow_core.flow.solvers import SOLVER_NAMES, Dopri5Solver, make_solver
 from ..vssflow_core.text.speech import SpeechTrackError, describe_rows, one_line_track
+from ..vssflow_core.text.subtitles import read_subtitles
 from . import comfy_bridge
 
 PREFIX = "/vssflow"
@@ -70,7 +72,13 @@ def timeline_preview(payload: Mapping[str, Any]) -> dict[str, Any]:
         duration = _number(payload, "duration")
         if duration is not None and duration <= 0:
             duration = None  # unknown yet: the node checks against the real clip when it runs
-        if payload.get("rows"):
+        subtitle_file = payload.get("subtitle_file")
+        if subtitle_file and subtitle_file != "(none)":
+            path = _readable(str(subtitle_file))
+            track = read_subtitles(path, duration=duration, mode=mode)
+            lines = [{"row": line.cue, "start": line.start, "end": line.end, "voice": line.voice, "text": line.text,
+                      "tokens": list(line.tokens)} for line in track.lines]
+        elif payload.get("rows"):
             lines = describe_rows(text, duration=duration, mode=mode)
         else:
             start = _number(payload, "speech_start") or 0.0
@@ -79,7 +87,7 @@ def timeline_preview(payload: Mapping[str, Any]) -> dict[str, Any]:
             lines = [{"row": None, "start": line.start, "end": line.interval(duration)[1] if line.end is None
                       else line.end, "voice": line.voice, "text": line.text, "tokens": list(line.tokens)}
                      for line in track.lines]
-    except (SpeechTrackError, ValueError) as exc:
+    except (SpeechTrackError, ValueError, OSError) as exc:
         return {"ok": False, "error": str(exc)}
     return {"ok": True, "lines": lines, "duration": duration}
 
@@ -94,6 +102,19 @@ def _readable_roots() -> list[Path]:
     return [root.resolve() for root in roots]
 
 
+def _readable(name: str) -> Path:
+    """The file a file widget names, if it lies in a folder the routes may read; else ValueError."""
+    try:
+        path = Path(comfy_bridge.input_file(name)).resolve()
+    except Exception as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    if not any(path == root or root in path.parents for root in _readable_roots()):
+        raise ValueError(f"{name}: not a file of ComfyUI's input, output or temp folder")
+    if not path.is_file():
+        raise ValueError(f"{name}: no such file")
+    return path
+
+
 def clip_duration(name: str) -> dict[str, Any]:
     """``{"ok": True, "duration", "fps", "frames"}`` of a clip chosen in a file widget (input folder, ``[output]``
     style annotated names, the pack's demo clips), or ``{"ok": False, "error"}``.  Only files under ComfyUI's
@@ -103,13 +124,9 @@ def clip_duration(name: str) -> dict[str, Any]:
     if not isinstance(name, str) or not name.strip() or name == "(none)":
         return {"ok": False, "error": "no file chosen"}
     try:
-        path = Path(comfy_bridge.input_file(name)).resolve()
-    except Exception as exc:
-        return {"ok": False, "error": f"{name}: {exc}"}
-    if not any(path == root or root in path.parents for root in _readable_roots()):
-        return {"ok": False, "error": f"{name}: not a file of ComfyUI's input, output or temp folder"}
-    if not path.is_file():
-        return {"ok": False, "error": f"{name}: no such file"}
+        path = _readable(name)
+    except ValueError as exc:
+        return {"ok": False, "error": str(exc)}
     try:
         video = resolve_video_input(path=path, sequence=None)
     except Exception as exc:  # the node's own message (damaged file, no video stream, ...)

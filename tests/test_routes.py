@@ -65,6 +65,23 @@ def test_bad_values_get_the_nodes_message(routes, payload, words):
     assert not answer["ok"] and words in answer["error"], answer
 
 
+def test_a_subtitle_file_is_read_as_the_node_reads_it(routes, tmp_path, monkeypatch):
+    from vssflow_core.text.subtitles import read_subtitles
+
+    pack = load_pack()
+    bridge = importlib.import_module(f"{pack.__name__}.nodes.comfy_bridge")
+    monkeypatch.setattr(bridge, "input_dir", lambda: tmp_path)
+    (tmp_path / "lines.srt").write_text("1\n00:00:00,500 --> 00:00:02,000\nALICE: Hello there\n\n"
+                                        "2\n00:00:03,000 --> 00:00:04,500\nBOB: General Kenobi\n")
+    answer = routes.timeline_preview({"subtitle_file": "lines.srt", "duration": 6})
+    assert answer["ok"], answer
+    track = read_subtitles(tmp_path / "lines.srt", duration=6)
+    assert [(x["start"], x["end"], x["voice"], x["tokens"]) for x in answer["lines"]] == \
+        [(l.start, l.end, l.voice, list(l.tokens)) for l in track.lines]
+    answer = routes.timeline_preview({"subtitle_file": "missing.srt"})
+    assert not answer["ok"] and "no such file" in answer["error"], answer
+
+
 def test_duration_of_a_demo_clip(routes):
     from vssflow_core.video.inputs import resolve_video_input
 
