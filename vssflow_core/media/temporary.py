@@ -23,15 +23,16 @@ __all__ = ["install_signal_cleanup", "remove_all", "temporary_path"]
 # The termination signals a user or a service manager sends (SIGINT is Ctrl-C; SIGKILL cannot be caught).
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT") if hasattr(signal, name))
 
-_live: set[Path] = set()
+_live: dict[Path, int] = {}  # path -> the process that made it (a forked child never deletes its parent's files)
 _lock = threading.Lock()
 _previous: dict[int, Any] = {}
 
 
 def remove_all() -> None:
     """Delete every temporary file still listed (safe to call from a signal handler or at exit)."""
+    me = os.getpid()
     with _lock:
-        paths = list(_live)
+        paths = [path for path, owner in _live.items() if owner == me]
         _live.clear()
     for path in paths:
         with contextlib.suppress(OSError):
@@ -79,12 +80,12 @@ def temporary_path(folder: str | os.PathLike, prefix: str, suffix: str) -> Itera
     os.close(fd)
     path = Path(name)
     with _lock:
-        _live.add(path)
+        _live[path] = os.getpid()
     try:
         yield path
     finally:
         with _lock:
-            _live.discard(path)
+            _live.pop(path, None)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
 
