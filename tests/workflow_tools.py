@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-WORKFLOWS_DIR = REPO_ROOT / "workflows"
+# The shipped templates: ComfyUI lists example_workflows/ (and workflows/, examples/, ... too: one folder only, or
+# each template is listed twice), each with a same-named .jpg thumbnail.
 EXAMPLES_DIR = REPO_ROOT / "example_workflows"
+BLUEPRINTS_DIR = REPO_ROOT / "subgraphs"  # subgraph blueprints, listed by ComfyUI's /global_subgraphs
 # The workflows the pack shipped before its V3 port, kept as they were: they must still load and run.
 V1_FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures" / "workflows_v1"
 
@@ -36,11 +38,14 @@ OUR_NODES = {
     "VSSFlowComponentsLoader": "VSSFlow Components Loader",
     "VSSFlowVideoLoader": "VideoLoader@10fps (VSSFlow)",
     "VSSFlowPhonemeTokenizer": "Phoneme Tokenizer (VSSFlow)",
+    "VSSFlowDialogue": "Dialogue (VSSFlow)",
     "VSSFlowVisualEncoder": "Visual Encoder (VSSFlow)",
     "VSSFlowSampler": "FlowDiT Sampler (VSSFlow)",
     "VSSFlowVocoderDecode": "Vocoder Decode (VSSFlow)",
     "VSSFlowAudioMux": "Audio Mux (VSSFlow)",
     "VSSFlowAddSoundToVideo": "Add Sound to Video (VSSFlow)",
+    "VSSFlowAudioEdit": "Edit Existing Audio (VSSFlow)",
+    "VSSFlowPickTake": "Pick Take (VSSFlow)",
 }
 
 
@@ -153,7 +158,11 @@ def load_workflow(path: Path) -> dict:
 
 
 def workflow_files() -> list[Path]:
-    return sorted(WORKFLOWS_DIR.glob("*.json"))
+    return sorted(EXAMPLES_DIR.glob("*.json"))
+
+
+def blueprint_files() -> list[Path]:
+    return sorted(BLUEPRINTS_DIR.glob("*.json"))
 
 
 def v1_fixture_files() -> list[Path]:
@@ -306,3 +315,41 @@ def to_api(workflow: Mapping, defs: Mapping[str, Mapping],
 
 def nodes_of_type(prompt: Mapping[str, Mapping], class_type: str) -> list[str]:
     return [node_id for node_id, node in prompt.items() if node["class_type"] == class_type]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Subgraph blueprints
+# --------------------------------------------------------------------------------------------------------------------
+
+SUBGRAPH_INPUT, SUBGRAPH_OUTPUT = -10, -20  # the ids the frontend gives a subgraph's input and output nodes
+
+
+def blueprint_as_workflow(blueprint: Mapping, sources: Mapping[str, tuple[dict, int]] | None = None) -> dict:
+    """The inside of a subgraph blueprint as a plain UI-format workflow (what the frontend runs when the blueprint's
+    node is queued): its nodes, and its links in the workflow's list form. ``sources`` feeds the subgraph's inputs by
+    name from extra nodes ``(node, output slot)``, which are added; links to the subgraph's outputs are dropped."""
+    (subgraph,) = blueprint["definitions"]["subgraphs"]
+    nodes = json.loads(json.dumps(subgraph["nodes"]))
+    by_id = {node["id"]: node for node in nodes}
+    input_names = [item["name"] for item in subgraph["inputs"]]
+    links = []
+    for link in subgraph["links"]:
+        src, dst = link["origin_id"], link["target_id"]
+        if dst == SUBGRAPH_OUTPUT:
+            by_id[src]["outputs"][link["origin_slot"]]["links"].remove(link["id"])
+            continue
+        if src == SUBGRAPH_INPUT:
+            name = input_names[link["origin_slot"]]
+            if not sources or name not in sources:
+                by_id[dst]["inputs"][link["target_slot"]]["link"] = None
+                continue
+            source, slot = sources[name]
+            if source["id"] not in by_id:
+                nodes.append(source)
+                by_id[source["id"]] = source
+            source["outputs"][slot].setdefault("links", []).append(link["id"])
+            src = source["id"]
+            link = {**link, "origin_slot": slot}
+        links.append([link["id"], src, link["origin_slot"], dst, link["target_slot"], link["type"]])
+    return {"last_node_id": max(by_id), "last_link_id": max((link[0] for link in links), default=0), "nodes": nodes,
+            "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}

@@ -1,7 +1,9 @@
-"""The shared workflows, run by a real ComfyUI server with tiny random VSSFlow weights.
+"""The shipped templates, the workflows saved before the V3 port and the subgraph blueprint, run by a real ComfyUI
+server: each template once exactly as shipped (the demo model and the pack's demo clips), and on tiny random VSSFlow
+weights with test clips for the checks below.
 
-Each UI-format workflow in ``workflows/`` is checked against the server's own node definitions, converted to the
-API format with them and sent to ``POST /prompt``; the tests then read the produced mp4 and wav: the sound lasts
+Each UI-format workflow in ``example_workflows/`` is checked against the server's own node definitions, converted to
+the API format with them and sent to ``POST /prompt``; the tests then read the produced mp4 and wav: the sound lasts
 exactly as long as the video, at 16 kHz, the mp4 has its audio stream, and a video that came from a file keeps its
 video packets bit for bit.  Also: a failure in one of our nodes leaves the server serving, changing an input reruns
 exactly the nodes that depend on it, progress is reported per solver step, and cancel stops sampling at once.
@@ -9,9 +11,11 @@ exactly the nodes that depend on it, progress is reported per solver step, and c
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +27,15 @@ from vssflow_core.media import video_duration
 from vssflow_core.media.mux import AAC_FRAME_SAMPLES
 from vssflow_core.video import resolve_video_input
 from vssflow_core.video.synthetic import make_counter_video
-from workflow_tools import (OUR_NODES, VIRTUAL_NODES, check_workflow, load_workflow, nodes_of_type, to_api,
-                            v1_fixture_files, workflow_files, WORKFLOWS_DIR)
+from workflow_tools import (EXAMPLES_DIR, OUR_NODES, VIRTUAL_NODES, blueprint_as_workflow, blueprint_files,
+                            check_workflow, load_workflow, nodes_of_type, to_api, v1_fixture_files, workflow_files)
 
 from .comfy_server import PACK_DIR_NAME, PACK_PYTHON_MODULE, PromptFailed
 
 SR = 16_000
+# The shipped templates (example_workflows/<name>.json)
+SFX, SPEECH, BOTH = "Sound effects for a video", "Speech for a talking video", "Speech and sound effects"
+NO_VIDEO, GENERATED, ONE_NODE = "Speech without a video", "Sound for a generated video", "Add sound in one node"
 # A variable-frame-rate clip: 2.5 s whose frame intervals change from 1/30 s to 1/12 s and back.
 VFR_TIMESTAMPS = [round(t, 3) for t in np.cumsum([0] + [1 / 30] * 20 + [1 / 12] * 12 + [1 / 20] * 16)[:-1]]
 CLIPS = {  # name -> (frames, fps) for constant-rate clips, timestamps for the variable one
@@ -65,7 +72,7 @@ def clips(comfy) -> dict[str, Path]:
 
 
 def workflow(name: str) -> dict:
-    return load_workflow(WORKFLOWS_DIR / f"{name}.json")
+    return load_workflow(EXAMPLES_DIR / f"{name}.json")
 
 
 def api_prompt(info: dict, tiny_models: dict, name: str | Path, **overrides) -> dict:
@@ -157,15 +164,24 @@ def test_shared_workflow_fits_the_server(info, path):
     assert check_workflow(wf, info, known_only=True, check_combos=OUR_NODES) == []
 
 
-def test_workflows_are_listed_as_templates(comfy):
+def test_templates_are_listed_once_with_their_thumbnails(comfy):
     templates = comfy.get_json("/workflow_templates")
     ours = [names for pack, names in templates.items() if pack.lower().endswith("vssflow")]
     assert ours, f"the pack is not in /workflow_templates: {templates}"
-    # ComfyUI 0.30.0 scans both workflows/ and example_workflows/, so each name is listed once per folder
-    assert set(ours[0]) == {p.stem for p in workflow_files()}
-    name = workflow_files()[0].name
-    served = json.loads(comfy.view_path(f"/api/workflow_templates/{PACK_DIR_NAME}/{name}"))
-    assert served == load_workflow(workflow_files()[0])
+    assert sorted(ours[0]) == sorted(p.stem for p in workflow_files())  # each once
+    for path in workflow_files():  # what the template browser fetches: the workflow and <name>.jpg beside it
+        base = f"/api/workflow_templates/{PACK_DIR_NAME}/{urllib.parse.quote(path.stem)}"
+        assert json.loads(comfy.view_path(base + ".json")) == load_workflow(path)
+        assert comfy.view_path(base + ".jpg") == path.with_suffix(".jpg").read_bytes()
+
+
+def test_the_blueprint_is_listed_as_a_global_subgraph(comfy):
+    (path,) = blueprint_files()
+    entries = comfy.get_json("/global_subgraphs")
+    ours = {key: e for key, e in entries.items() if e["info"]["node_pack"] == f"custom_nodes.{PACK_DIR_NAME}"}
+    assert [e["name"] for e in ours.values()] == [path.stem]
+    (key,) = ours
+    assert json.loads(comfy.get_json(f"/global_subgraphs/{key}")["data"]) == load_workflow(path)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -176,7 +192,7 @@ def test_workflows_are_listed_as_templates(comfy):
 @pytest.mark.parametrize("clip", list(CLIPS), ids=lambda name: name[:-4])
 def test_sound_effects_at_every_frame_rate(comfy, info, tiny_models, clips, clip):
     source = clips[clip]
-    prompt = api_prompt(info, tiny_models, "vssflow_sound_effects", LoadVideo={"file": clip})
+    prompt = api_prompt(info, tiny_models, SFX, VSSFlowVideoLoader={"file": clip})
     entry = run(comfy, prompt)
     mp4, wav = saved(comfy, entry, prompt)
     duration = resolve_video_input(path=source).duration
@@ -187,8 +203,9 @@ def test_sound_effects_at_every_frame_rate(comfy, info, tiny_models, clips, clip
 
 
 def test_speech_only(comfy, info, tiny_models, clips):
-    prompt = api_prompt(info, tiny_models, "vssflow_speech_only", LoadVideo={"file": "clip30.mp4"},
-                        LoadAudio={"audio": "speaker.wav"})
+    prompt = api_prompt(info, tiny_models, SPEECH, VSSFlowVideoLoader={"file": "clip30.mp4"},
+                        VSSFlowPhonemeTokenizer={"transcript": "Hello there, how are you today?", "speech_start": 0.0,
+                                                 "speech_end": 0.0})
     entry = run(comfy, prompt)
     (phonemes,) = entry["outputs"][only(prompt, "VSSFlowPhonemeTokenizer")]["vssflow_phonemes"]
     duration = resolve_video_input(path=clips["clip30.mp4"]).duration
@@ -200,7 +217,8 @@ def test_speech_only(comfy, info, tiny_models, clips):
 
 
 def test_speech_and_sound_mixed_with_the_original(comfy, info, tiny_models, clips):
-    prompt = api_prompt(info, tiny_models, "vssflow_speech_and_sound", LoadVideo={"file": "talk.mp4"},
+    prompt = api_prompt(info, tiny_models, BOTH, VSSFlowVideoLoader={"file": "talk.mp4"},
+                        VSSFlowPhonemeTokenizer={"speech_end": 2.0},
                         VSSFlowAudioMux={"mix_original": True, "generated_gain": 0.5})
     entry = run(comfy, prompt)
     (phonemes,) = entry["outputs"][only(prompt, "VSSFlowPhonemeTokenizer")]["vssflow_phonemes"]
@@ -212,7 +230,7 @@ def test_speech_and_sound_mixed_with_the_original(comfy, info, tiny_models, clip
 
 
 def test_speech_without_video(comfy, info, tiny_models):
-    prompt = api_prompt(info, tiny_models, "vssflow_speech_without_video")
+    prompt = api_prompt(info, tiny_models, NO_VIDEO)
     entry = run(comfy, prompt)
     (phonemes,) = entry["outputs"][only(prompt, "VSSFlowPhonemeTokenizer")]["vssflow_phonemes"]
     assert phonemes["tokens"] == ["<blank>", "HH", "AH0", "L", "OW1", ",", "W", "ER1", "L", "D", "<blank>"]
@@ -222,7 +240,7 @@ def test_speech_without_video(comfy, info, tiny_models):
 
 
 def test_chain_from_a_generated_video(comfy, info, tiny_models):
-    prompt = api_prompt(info, tiny_models, "vssflow_from_generated_video")
+    prompt = api_prompt(info, tiny_models, GENERATED)
     entry = run(comfy, prompt)
     mp4, wav = saved(comfy, entry, prompt)
     check_outputs(mp4, wav, 2.0)  # 48 frames from Create Video at 24 fps
@@ -230,7 +248,7 @@ def test_chain_from_a_generated_video(comfy, info, tiny_models):
 
 
 def test_outputs_are_numbered_never_overwritten(comfy, info, tiny_models, clips):
-    prompt = api_prompt(info, tiny_models, "vssflow_sound_effects", LoadVideo={"file": "clip25.mp4"},
+    prompt = api_prompt(info, tiny_models, SFX, VSSFlowVideoLoader={"file": "clip25.mp4"},
                         VSSFlowAudioMux={"filename_prefix": "vssflow/numbered"}, VSSFlowSampler={"batch_size": 2})
     first = saved_all(comfy, run(comfy, prompt), prompt)
     prompt[only(prompt, "VSSFlowSampler")]["inputs"]["seed"] += 1
@@ -255,13 +273,52 @@ def test_workflow_saved_before_the_v3_port_runs(comfy, info, tiny_models, clips,
     assert video_duration(mp4) == pytest.approx(samples.shape[0] / SR, abs=1e-3)
 
 
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.stem)
+def test_template_runs_as_shipped(comfy, info, path):
+    """Each template exactly as a fresh install opens it: the shipped demo model (loaders on auto), the pack's demo
+    clips, nothing copied into the input folder. Vocoder Decode shows a player per take; the result is shown."""
+    assert not any(comfy.input_dir.glob("demo_videos*"))
+    prompt = to_api(load_workflow(path), info)
+    entry = run(comfy, prompt, timeout=600)
+    if nodes_of_type(prompt, "VSSFlowAudioMux"):
+        mp4, wav = saved(comfy, entry, prompt)
+        samples, _ = sf.read(str(wav), dtype="float32")
+        assert video_duration(mp4) == pytest.approx(samples.shape[0] / SR, abs=1e-3)
+        (player,) = entry["outputs"][only(prompt, "VSSFlowVocoderDecode")]["audio"]
+        assert player["type"] == "temp" and comfy.view(player["filename"], player["subfolder"], "temp")
+    else:
+        shown = entry["outputs"][only(prompt, "VSSFlowAddSoundToVideo")]
+        (video_item,), (audio_item,) = shown["images"], shown["audio"]
+        assert video_item["type"] == "temp" and video_item["filename"].endswith(".mp4")
+        samples, rate = sf.read(io.BytesIO(comfy.view(audio_item["filename"], audio_item["subfolder"], "temp")),
+                                dtype="float32")
+        assert rate == SR and np.isfinite(samples).all()
+
+
+def test_the_blueprint_runs_once_its_video_is_connected(comfy, info, tiny_models):
+    source = {"id": 100, "type": "CreateVideo", "inputs": [{"name": "images", "type": "IMAGE", "link": 1000}],
+              "outputs": [{"name": "VIDEO", "type": "VIDEO", "links": []}], "widgets_values": [24.0, 8]}
+    frames = {"id": 101, "type": "EmptyImage", "inputs": [],
+              "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1000]}], "widgets_values": [64, 48, 36, 0]}
+    inside = blueprint_as_workflow(load_workflow(blueprint_files()[0]), {"video": (source, 0)})
+    inside["nodes"].append(frames)
+    inside["links"].append([1000, 101, 0, 100, 0, "IMAGE"])
+    assert check_workflow(inside, info, known_only=True) == []
+    prompt = to_api(inside, info, {
+        "VSSFlowCheckpointLoader": {"ckpt_name": tiny_models["checkpoint"]},
+        "VSSFlowComponentsLoader": {key: tiny_models[key] for key in ("clip", "synchformer", "vae", "vocoder")},
+        "VSSFlowSampler": {"solver": "euler", "steps": 2}})
+    mp4, wav = saved(comfy, run(comfy, prompt), prompt)
+    check_outputs(mp4, wav, 1.5)  # 36 frames at 24 fps
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Failures, caching, progress and cancel
 # --------------------------------------------------------------------------------------------------------------------
 
 
 def test_a_failing_node_reports_a_clear_error_and_the_server_goes_on(comfy, info, tiny_models, clips):
-    bad = api_prompt(info, tiny_models, "vssflow_sound_effects", LoadVideo={"file": "corrupt.mp4"})
+    bad = api_prompt(info, tiny_models, SFX, VSSFlowVideoLoader={"file": "corrupt.mp4"})
     with pytest.raises(PromptFailed) as failed:
         run(comfy, bad)
     status = failed.value.entry["status"]
@@ -270,19 +327,19 @@ def test_a_failing_node_reports_a_clear_error_and_the_server_goes_on(comfy, info
     assert error["node_type"] == "VSSFlowVideoLoader"
     assert "corrupt.mp4" in error["exception_message"] and "\n" not in error["exception_message"].strip()
     # images without a frame rate: refused by our node, with what to do
-    no_rate = api_prompt(info, tiny_models, "vssflow_speech_without_video", VSSFlowVideoLoader={"frame_rate": 0.0})
+    no_rate = api_prompt(info, tiny_models, NO_VIDEO, VSSFlowVideoLoader={"frame_rate": 0.0})
     with pytest.raises(PromptFailed) as failed:
         run(comfy, no_rate)
     (error,) = [d for k, d in failed.value.entry["status"]["messages"] if k == "execution_error"]
     assert error["node_type"] == "VSSFlowVideoLoader" and "frame rate" in error["exception_message"]
     # the same server then runs a good workflow
-    good = api_prompt(info, tiny_models, "vssflow_sound_effects", LoadVideo={"file": "clip24.mp4"})
+    good = api_prompt(info, tiny_models, SFX, VSSFlowVideoLoader={"file": "clip24.mp4"})
     mp4, wav = saved(comfy, run(comfy, good), good)
     check_outputs(mp4, wav, 2.5, source=clips["clip24.mp4"])
 
 
 def test_changing_an_input_reruns_exactly_its_dependents(comfy, info, tiny_models, clips):
-    prompt = api_prompt(info, tiny_models, "vssflow_speech_and_sound", LoadVideo={"file": "clip25.mp4"},
+    prompt = api_prompt(info, tiny_models, BOTH, VSSFlowVideoLoader={"file": "clip25.mp4"},
                         VSSFlowAudioMux={"filename_prefix": "vssflow/cache"})
     every = set(prompt)
     run(comfy, prompt)
@@ -298,7 +355,7 @@ def test_changing_an_input_reruns_exactly_its_dependents(comfy, info, tiny_model
 
 
 def test_progress_every_step_and_cancel_stops_sampling(comfy, info, tiny_models, clips):
-    prompt = api_prompt(info, tiny_models, "vssflow_sound_effects", LoadVideo={"file": "clip25.mp4"},
+    prompt = api_prompt(info, tiny_models, SFX, VSSFlowVideoLoader={"file": "clip25.mp4"},
                         VSSFlowSampler={"solver": "euler", "steps": 6, "seed": 123})
     sampler = only(prompt, "VSSFlowSampler")
     with comfy.events() as events:
@@ -352,14 +409,13 @@ def test_bad_inputs_fail_cleanly_and_then_a_long_video_works(comfy, info, tiny_m
 
     Image.fromarray(np.full((48, 64, 3), 200, np.uint8)).save(picture, format="PNG")
     failing = [
-        (api_prompt(info, tiny_models, "vssflow_sound_effects", LoadVideo={"file": "cut.mp4"}),
+        (api_prompt(info, tiny_models, SFX, VSSFlowVideoLoader={"file": "cut.mp4"}),
          "VSSFlowVideoLoader", r"cut\.mp4: .*truncated or damaged.*Download or export it again"),
-        (api_prompt(info, tiny_models, "vssflow_sound_effects", LoadVideo={"file": "picture.mp4"}),
+        (api_prompt(info, tiny_models, SFX, VSSFlowVideoLoader={"file": "picture.mp4"}),
          "VSSFlowVideoLoader", r"a still picture \(PNG\), not a video.*turn the picture into one first"),
-        (api_prompt(info, tiny_models, "vssflow_sound_effects", LoadVideo={"file": "long12.mp4"},
-                    VSSFlowVideoLoader={"max_duration": 5.0}),
+        (api_prompt(info, tiny_models, SFX, VSSFlowVideoLoader={"file": "long12.mp4", "max_duration": 5.0}),
          "VSSFlowVideoLoader", r"12\.00 s long, longer than the maximum of 5 s.*raise the limit"),
-        (api_prompt(info, tiny_models, "vssflow_speech_and_sound", LoadVideo={"file": "long12.mp4"},
+        (api_prompt(info, tiny_models, BOTH, VSSFlowVideoLoader={"file": "long12.mp4"},
                     VSSFlowPhonemeTokenizer={"transcript": "?! ... !"}),
          "VSSFlowPhonemeTokenizer", r"nothing to pronounce.*write the words to be spoken"),
     ]
@@ -372,7 +428,7 @@ def test_bad_inputs_fail_cleanly_and_then_a_long_video_works(comfy, info, tiny_m
         assert error["node_type"] == node_type
         assert re.search(message, error["exception_message"]), error["exception_message"]
         assert sorted(p for p in comfy.output_dir.rglob("*")) == before  # nothing written, no temporary file
-    good = api_prompt(info, tiny_models, "vssflow_sound_effects", LoadVideo={"file": "long12.mp4"},
+    good = api_prompt(info, tiny_models, SFX, VSSFlowVideoLoader={"file": "long12.mp4"},
                       VSSFlowAudioMux={"filename_prefix": "vssflow/long"})
     mp4, wav = saved(comfy, run(comfy, good), good)
     check_outputs(mp4, wav, 12.0, source=long)

@@ -94,6 +94,8 @@ def download_file(comp: ComponentSource, file: WeightFile, models_dir: Path | No
         kwargs["cache_dir"] = str(hf_cache_dir())
         repo_folder = "models--" + comp.repo_id.replace("/", "--")  # type: ignore[union-attr]
         roots = [hf_cache_dir() / repo_folder, hf_cache_dir() / ".locks" / repo_folder]
+    # said where the weights are fetched: some components are non-commercial (registry.py holds each licence)
+    log.info("downloading %s (%s) from %s; licence: %s", comp.name, comp.approx_size, url, comp.license)
     before = _created_paths(roots)
     try:
         return Path(hf_hub_download(**kwargs))
