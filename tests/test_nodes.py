@@ -20,6 +20,7 @@ import torch
 
 from test_media_mux import band_energy, decoded_audio, make_video_with_audio, video_packet_digest
 from tiny_models import build_tiny_models_folder
+from vssflow_core.config import SEQUENCE
 from vssflow_core.demo import demo_available
 from vssflow_core.demo.frontends import PixelGridEncoder
 from vssflow_core.flow.schedules import SCHEDULES
@@ -29,7 +30,7 @@ from vssflow_core.loading import load_network
 from vssflow_core.video.synthetic import make_counter_video
 from workflow_tools import OUR_NODES, REPO_ROOT, load_pack, node_def, pack_nodes
 
-SR = 16_000
+SR = SEQUENCE.sample_rate
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -140,10 +141,19 @@ def test_the_expert_knobs_are_advanced_and_the_generators_findable(nodes):
     advanced = {(node_id, item.id) for node_id, cls in nodes.items() for item in cls.GET_SCHEMA().inputs
                 if item.advanced}
     assert advanced == {("VSSFlowSampler", "schedule"), ("VSSFlowSampler", "atol"), ("VSSFlowSampler", "rtol"),
-                        ("VSSFlowComponentsLoader", "encoder_dtype")}
+                        ("VSSFlowComponentsLoader", "encoder_dtype"), ("VSSFlowAudioMux", "duck_depth_db"),
+                        ("VSSFlowAudioMux", "duck_attack_ms"), ("VSSFlowAudioMux", "duck_release_ms")}
     for node_id in ("VSSFlowSampler", "VSSFlowAddSoundToVideo"):
         aliases = nodes[node_id].GET_SCHEMA().search_aliases
         assert {"foley", "video to audio", "dubbing", "lip sync", "text to speech"} <= set(aliases)
+
+
+def test_the_download_switch_says_the_licences_of_what_it_fetches(pack, nodes):
+    registry = pack.vssflow_core.weights.registry.REGISTRY  # the pack's own copy of the core
+    (download,) = [i for i in nodes["VSSFlowComponentsLoader"].GET_SCHEMA().inputs if i.id == "download"]
+    for name in ("clip", "synchformer", "vae", "vocoder", "rawnet3"):
+        assert f"{name}: {registry[name].license}" in download.tooltip
+    assert "CC-BY-NC-SA-4.0" in download.tooltip and "non-commercial" in download.tooltip
 
 
 def test_model_dropdowns_list_the_models_folder(nodes, folders):
@@ -415,7 +425,8 @@ def test_the_sampler_offers_the_default_sampler_and_takes_a_schedule(nodes, load
     assert spec["required"]["steps"][1]["default"] == DEFAULT_FIXED_STEPS
     assert spec["optional"]["schedule"][1]["options"] == list(SCHEDULES)
     assert spec["optional"]["schedule"][1]["default"] == DEFAULT_SCHEDULE
-    assert list(spec["optional"]) == ["phonemes", "speaker_reference", "schedule", "atol", "rtol"]
+    # in this order, before anything added later: saved workflows keep their widget values in place
+    assert list(spec["optional"])[:5] == ["phonemes", "speaker_reference", "schedule", "atol", "rtol"]
     vssflow_video, *_ = nodes["VSSFlowVideoLoader"].execute(images=torch.rand(10, 8, 8, 3), frame_rate=10.0)
     (visual,) = nodes["VSSFlowVisualEncoder"].execute(loaded["components"], vssflow_video)
 
