@@ -6,6 +6,7 @@ Commands:
   download   fetch the public component weights into a models folder (see ``vssflow_core.weights.hub``)
   train      train or fine-tune from a config file, DDP through torchrun (see ``vssflow_core.train``)
   synthetic  write procedural sound and talking clips with manifests (see ``vssflow_core.synthetic``)
+  distill    a few-step student of a checkpoint, guidance folded in (see ``vssflow_core.distill``)
 """
 
 from __future__ import annotations
@@ -43,7 +44,14 @@ def _synthetic(argv: list[str]) -> int:
     return main(argv)
 
 
-COMMANDS = {"generate": _generate, "convert": _convert, "download": _download, "train": _train, "synthetic": _synthetic}
+def _distill(argv: list[str]) -> int:
+    from .distill.__main__ import main
+
+    return main(argv)
+
+
+COMMANDS = {"generate": _generate, "convert": _convert, "download": _download, "train": _train, "synthetic": _synthetic,
+            "distill": _distill}
 
 
 def main(argv: list[str] | None = None) -> int:
