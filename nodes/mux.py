@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
 
-from ..vssflow_core.media import OutputPathError, atomic_output, check_output_path, materialize_video, mux_audio, \
-    write_audio
+from ..vssflow_core.media import OutputPathError, check_output_path, materialize_video, mux_audio, write_audio
 from ..vssflow_core.media.output_plan import plan_output
+from ..vssflow_core.media.together import written_together
 from . import comfy_bridge
 from .comfy_bridge import io
 from .common import CATEGORY
@@ -100,9 +99,7 @@ def mux_and_save(video, audio, filename_prefix: str, mix_original: bool = False,
                 mp4, wav = folder / f"{name}.mp4", folder / f"{name}.wav"
                 counter += 1
                 try:
-                    with contextlib.ExitStack() as stack:  # both files appear together, or neither
-                        tmp_mp4 = stack.enter_context(atomic_output(mp4))
-                        tmp_wav = stack.enter_context(atomic_output(wav))
+                    with written_together(mp4, wav) as (tmp_mp4, tmp_wav):
                         mux_audio(source, item, rate, tmp_mp4, mix_original=mix_original, plan=plan,
                                   original_gain=original_gain, generated_gain=generated_gain, overwrite=True)
                         write_audio(tmp_wav, item, rate, overwrite=True)

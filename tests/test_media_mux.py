@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from vssflow_core.config import SEQUENCE
 from vssflow_core.media import (
     MuxError,
     OutputPathError,
@@ -23,7 +24,7 @@ from vssflow_core.media.mux import AAC_FRAME_SAMPLES
 from vssflow_core.video import NotAVideoError, NoVideoStreamError, VideoNotFoundError
 from vssflow_core.video.synthetic import make_counter_video
 
-SR = 16_000
+SR = SEQUENCE.sample_rate
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from test_output_plan import encode_clip, video_codec
+from vssflow_core.config import SEQUENCE
 from vssflow_core.media import OutputPathError
 from workflow_tools import load_pack, pack_nodes
 
-SR = 16_000
+SR = SEQUENCE.sample_rate
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ from vssflow_core.flow.settings import SamplerSettings
 from vssflow_core.generate import main as generate_main
 from vssflow_core.flow.solvers import DEFAULT_SOLVER
 from vssflow_core.media.mux import AAC_FRAME_SAMPLES
+from vssflow_core.media.together import written_together
 from vssflow_core.components import PipelineComponents, PipelineConfigError
 from vssflow_core.loading import resolve_checkpoint
 from vssflow_core.pipeline import VSSFlowPipeline
@@ -367,6 +368,23 @@ def test_one_generate_run_opens_the_video_once_and_plans_its_windows_once(tmp_pa
                           *weight_args(components)])
     assert code == 0
     assert len(opened) == 1 and len(plans) == 1
+
+
+def test_the_mp4_and_the_wav_appear_together_or_not_at_all(tmp_path):
+    mp4, wav = tmp_path / "a.mp4", tmp_path / "a.wav"
+    with written_together(mp4, wav, None) as (tmp_mp4, tmp_wav, nothing):
+        tmp_mp4.write_bytes(b"video")
+        tmp_wav.write_bytes(b"sound")
+    assert nothing is None and mp4.read_bytes() == b"video" and wav.read_bytes() == b"sound"
+
+    later, sound = tmp_path / "b.mp4", tmp_path / "b.wav"
+    with pytest.raises(FileExistsError):
+        with written_together(later, sound) as (tmp_mp4, tmp_wav):
+            tmp_mp4.write_bytes(b"video")
+            tmp_wav.write_bytes(b"sound")
+            later.write_bytes(b"someone else's")  # the mp4's name is taken while the files are written
+    assert later.read_bytes() == b"someone else's" and not sound.exists()  # the wav is not left alone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "a.wav", "b.mp4"]
 
 
 def test_cli_same_seed_same_audio(tmp_path, components, videos):

@@ -366,6 +366,7 @@ def test_two_process_ddp_matches_a_single_process_run(tmp_path):
 
 def _tiny_extractor(fingerprint: str = "tiny"):
     from vssflow_core.codec.vae import MelVAE, VAEConfig
+    from vssflow_core.components import PipelineComponents
     from vssflow_core.encoders.clip import CLIPVisionConfig, CLIPVisualEncoder
     from vssflow_core.encoders.rawnet3 import RawNet3, RawNet3Config
     from vssflow_core.encoders.synchformer import SynchformerConfig, SynchformerVisualEncoder
@@ -381,7 +382,8 @@ def _tiny_extractor(fingerprint: str = "tiny"):
         torch.nn.init.normal_(p, std=0.02)
     vae = MelVAE(VAEConfig(block_out_channels=(8, 8, 8), layers_per_block=1, latent_channels=8, norm_num_groups=4))
     rawnet = RawNet3(RawNet3Config(channels=16, n_out=8, pooled_channels=24, attention_channels=8)).eval()
-    return FeatureExtractor(clip, synch, vae, rawnet, sequence=SEQ, lip_dim=8, fingerprint=fingerprint)
+    components = PipelineComponents(clip, synch, vae, None, rawnet, sequence=SEQ)
+    return FeatureExtractor(components, lip_dim=8, fingerprint=fingerprint)
 
 
 def test_feature_cache_is_computed_once_and_resumable(tmp_path):
@@ -439,7 +441,7 @@ def test_command_line_builds_the_cache_then_trains(tmp_path, capsys):
     if espeak_available():
         rows.append(generate_item(tmp_path, "train", "talk", 0, seed=2, spec=spec))
     write_manifest(tmp_path / "data.jsonl", rows)
-    ex = _tiny_extractor()
+    ex = _tiny_extractor().components
     files = {"clip": ex.clip, "synchformer": ex.synchformer, "rawnet3": ex.rawnet3}
     for name, module in files.items():
         save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp_path / f"{name}.safetensors"))

@@ -11,9 +11,10 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .codec.vae import MelVAE, unpack_latent
+from .codec.mel import LogMelFrontend
+from .codec.vae import MelVAE, pack_latent, unpack_latent
 from .codec.vocoder import HifiGanVocoder
-from .config import SEQUENCE, WINDOWS, SequenceConfig, WindowConfig
+from .config import MEL, SEQUENCE, WINDOWS, MelConfig, SequenceConfig, WindowConfig
 from .devices import module_device, module_dtype
 from .encoders.clip import CLIPVisualEncoder
 from .encoders.rawnet3 import RawNet3
@@ -25,7 +26,8 @@ from .results import VisualFeatures
 from .video import FrameSource, as_frame_source, clip_frames, synchformer_frames
 from .windows import AudioJoiner, WindowPlan, window_plan
 
-__all__ = ["PipelineComponents", "PipelineConfigError", "check_compatible", "compatibility_problems"]
+__all__ = ["PipelineComponents", "PipelineConfigError", "check_compatible", "codec_mel_config",
+           "compatibility_problems"]
 
 
 class PipelineConfigError(ValueError):
@@ -46,7 +48,7 @@ class PipelineComponents:
         clip: CLIPVisualEncoder,
         synchformer: SynchformerVisualEncoder,
         vae: MelVAE,
-        vocoder: HifiGanVocoder,
+        vocoder: HifiGanVocoder | None,
         rawnet3: RawNet3 | None = None,
         *,
         sequence: SequenceConfig = SEQUENCE,
@@ -54,9 +56,10 @@ class PipelineComponents:
         self.clip = clip.eval().requires_grad_(False)
         self.synchformer = synchformer.eval().requires_grad_(False)
         self.vae = vae.eval().requires_grad_(False)
-        self.vocoder = vocoder.eval().requires_grad_(False)
+        self.vocoder = None if vocoder is None else vocoder.eval().requires_grad_(False)  # None: encode only
         self.rawnet3 = None if rawnet3 is None else rawnet3.eval().requires_grad_(False)
         self.sequence = sequence
+        self._mel: LogMelFrontend | None = None  # made on first use: only training encodes audio
         check_compatible(self)
 
     @property
@@ -75,10 +78,9 @@ class PipelineComponents:
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """The loaded modules by name (for moving them between devices)."""
-        found = {"clip": self.clip, "synchformer": self.synchformer, "vae": self.vae, "vocoder": self.vocoder}
-        if self.rawnet3 is not None:
-            found["rawnet3"] = self.rawnet3
-        return found
+        found = {"clip": self.clip, "synchformer": self.synchformer, "vae": self.vae, "vocoder": self.vocoder,
+                 "rawnet3": self.rawnet3}
+        return {name: module for name, module in found.items() if module is not None}
 
     # ---------------------------------------------------------------------------------------------------- stages
 
@@ -138,6 +140,16 @@ class PipelineComponents:
         return rawnet3_speaker_embedding(self.rawnet3, waveform, rate, target_rate=self.sequence.sample_rate)
 
     @torch.inference_mode()
+    def encode_audio(self, waveforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Window-length waveforms ``[B, N]`` at the sample rate -> the VAE posterior's packed mean and standard
+        deviation ``[B, latent_channels, L]`` (float32, on the CPU): what training learns to generate."""
+        if self._mel is None:
+            self._mel = LogMelFrontend(codec_mel_config(self.vae)).to(module_device(self.vae))
+        mel = self._mel(waveforms.to(module_device(self.vae)).float(), self.sequence.mel_frames)
+        posterior = self.vae.encode(mel)
+        return pack_latent(posterior.mean).float().cpu(), pack_latent(posterior.std).float().cpu()
+
+    @torch.inference_mode()
     def decode(self, latent: torch.Tensor, duration: float | None = None,
                plan: WindowPlan | None = None) -> torch.Tensor:
         """Packed latent -> waveform ``[B, round(duration * 16000)]`` float32 on the CPU: exactly the clip's duration
@@ -165,15 +177,24 @@ class PipelineComponents:
         latent = unpack_latent(latent.to(module_device(self.vae), module_dtype(self.vae)),
                                self.vae.config.latent_channels)
         mel = self.vae.decode(latent)  # [B, 1, frames, mel bins]
+        if self.vocoder is None:
+            raise ValueError("these components were loaded to encode only, without a vocoder; load them with one to "
+                             "decode a latent")
         mel = mel[:, 0].to(module_device(self.vocoder), module_dtype(self.vocoder))
         return self.vocoder(mel).float().cpu()  # [B, frames * hop + overshoot]
+
+
+def codec_mel_config(codec: torch.nn.Module) -> MelConfig:
+    """The log-mel front-end an audio codec was built for: the official one for the AudioLDM2 VAE, the codec's own
+    (``mel_config``) for the demo's."""
+    return getattr(codec, "mel_config", MEL)
 
 
 def compatibility_problems(components: PipelineComponents, model: VSSFlow | None = None) -> list[str]:
     """What does not fit between the components (and the network ``model``, when given), in words; empty when all
     fit."""
     seq, problems = components.sequence, []
-    synchformer, vae, voc = components.synchformer.config, components.vae.config, components.vocoder.config
+    synchformer, vae = components.synchformer.config, components.vae.config
     if (seq.clip_fps, seq.synch_fps) != (SEQUENCE.clip_fps, SEQUENCE.synch_fps):
         # the frame samplers' presets (video.clip_frames / synchformer_frames) take the official rates only
         problems.append(f"the video is sampled at {SEQUENCE.clip_fps} fps for CLIP and {SEQUENCE.synch_fps} fps for "
@@ -181,11 +202,14 @@ def compatibility_problems(components: PipelineComponents, model: VSSFlow | None
     if synchformer.num_frames != seq.synch_segment_frames:
         problems.append(f"Synchformer takes {synchformer.num_frames}-frame segments, the window is cut "
                         f"into {seq.synch_segment_frames}-frame segments")
-    if voc.model_in_dim % vae.downsample_factor:
-        problems.append(f"{voc.model_in_dim} mel bins are not divisible by the VAE's {vae.downsample_factor}x")
     if vae.downsample_factor != seq.latent_downsample:
         problems.append(f"the VAE downsamples time {vae.downsample_factor}x, the latent rate needs "
                         f"{seq.latent_downsample}x")
+    if components.vocoder is None:
+        return problems + ([] if model is None else ["no vocoder was loaded; generation needs one to decode"])
+    voc = components.vocoder.config
+    if voc.model_in_dim % vae.downsample_factor:
+        problems.append(f"{voc.model_in_dim} mel bins are not divisible by the VAE's {vae.downsample_factor}x")
     if voc.hop_length != seq.mel_hop_length or voc.sampling_rate != seq.sample_rate:
         problems.append(f"the vocoder makes {voc.hop_length} samples per frame at {voc.sampling_rate} Hz, the "
                         f"model needs {seq.mel_hop_length} at {seq.sample_rate} Hz")

@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Sequence
 
@@ -185,7 +184,8 @@ class _ProgressBar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .media import atomic_output, mux_audio, write_audio
+    from .media import mux_audio, write_audio
+    from .media.together import written_together
     from .pipeline import VSSFlowPipeline
     from .text.track import phoneme_track
     from .video import open_video
@@ -219,15 +219,13 @@ def run(args: argparse.Namespace) -> int:
     waveform = audio.waveform[0]
 
     # Both files are built under temporary names and renamed into place together at the very end; a name that
-    # appeared meanwhile is not replaced (the rename is a hard link, which fails on an existing name).
-    with ExitStack() as stack:
-        if video_out:
-            tmp_video = stack.enter_context(atomic_output(video_out.path))
+    # appeared meanwhile is not replaced, and then neither file appears.
+    with written_together(video_out.path if video_out else None, args.wav or None) as (tmp_video, tmp_audio):
+        if tmp_video:
             mux_audio(args.video, waveform, audio.sample_rate, tmp_video, mix_original=args.mix_original,
                       original_gain=args.original_gain, generated_gain=args.generated_gain, overwrite=True,
                       plan=video_out)
-        if args.wav:
-            tmp_audio = stack.enter_context(atomic_output(args.wav))
+        if tmp_audio:
             write_audio(tmp_audio, waveform, audio.sample_rate, overwrite=True)
     written = " and ".join(str(p) for p in (video_out.path if video_out else None, args.wav) if p)
     stats = audio.stats

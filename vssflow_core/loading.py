@@ -14,6 +14,7 @@ import torch
 from .codec.vae import VAEConfig, load_vae
 from .codec.vocoder import VocoderConfig, load_vocoder
 from .components import PipelineComponents, PipelineConfigError
+from .config import SEQUENCE, SequenceConfig
 from .convert import COMPONENT_FILES
 from .demo import DEMO_CHECKPOINT, demo_available, frontend_config, load_frontends
 from .devices import default_device, resolve_dtype
@@ -24,7 +25,8 @@ from .model.vssflow import VSSFlow
 from .weights.checkpoint import CheckpointError, load_vssflow
 from .weights.hub import MissingWeightsError, resolve_any
 
-__all__ = ["DEMO", "component_path", "load_components", "load_network", "resolve_checkpoint"]
+__all__ = ["DEMO", "component_finder", "component_path", "load_components", "load_network", "read_config",
+           "resolve_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ def resolve_checkpoint(
         return Path(checkpoint).expanduser()
     if checkpoint is None:
         try:
-            return _component_finder(None, models_dir, download, verify)("vssflow", None)[0]
+            return component_finder(None, models_dir, download, verify)("vssflow", None)[0]
         except MissingWeightsError:
             if not demo_available():
                 raise
@@ -90,6 +92,8 @@ def load_components(
     verify: bool = True,
     device: torch.device | str | None = None,
     encoder_dtype: torch.dtype | str | None = "auto",
+    decode: bool = True,
+    sequence: SequenceConfig = SEQUENCE,
 ) -> PipelineComponents:
     """The frozen components.
 
@@ -102,6 +106,7 @@ def load_components(
     the components of the network :func:`load_network` would pick (the full model, else the demo's stand-ins).
 
     ``speaker``: True requires the RawNet3 speaker encoder, False skips it, None loads it when it can be found.
+    ``decode`` False leaves the vocoder out (training only encodes).  ``sequence``: the time axes they work on.
 
     ``models_dir`` may be a list of folders: the first that holds a component wins, and downloads go to the first.
     ``encoder_dtype``: the dtype CLIP and Synchformer run in; ``"auto"`` is bfloat16 where the device multiplies
@@ -125,8 +130,10 @@ def load_components(
                 f"{checkpoint} is a demo-model checkpoint, which works only with its built-in stand-ins; it "
                 f"cannot use the chosen {', '.join(chosen)} weights. Install a full VSSFlow checkpoint to use "
                 "them (python -m vssflow_core convert), or leave the components unset")
-        return PipelineComponents(*load_frontends(frontend, device))
-    find = _component_finder(checkpoint, models_dir, download, verify)
+        clip_model, synch_model, vae_model, voc_model = load_frontends(frontend, device)
+        return PipelineComponents(clip_model, synch_model, vae_model, voc_model if decode else None,
+                                  sequence=sequence)
+    find = component_finder(checkpoint, models_dir, download, verify)
     encoder_dtype = resolve_dtype(encoder_dtype, device)
     clip_model = _load_component("clip", load_clip_visual, find("clip", clip)[0], device=device,
                                  dtype=encoder_dtype)
@@ -134,10 +141,12 @@ def load_components(
                                   device=device, dtype=encoder_dtype)
     vae_path, vae_config = find("vae", vae)
     vae_model = _load_component("vae", load_vae, vae_path,
-                                _read_config(vae_config, VAEConfig.from_diffusers_config), device=device)
-    voc_path, voc_config = find("vocoder", vocoder)
-    voc_model = _load_component("vocoder", load_vocoder, voc_path,
-                                _read_config(voc_config, VocoderConfig.from_transformers_config), device=device)
+                                read_config(vae_config, VAEConfig.from_diffusers_config), device=device)
+    voc_model = None
+    if decode:
+        voc_path, voc_config = find("vocoder", vocoder)
+        voc_model = _load_component("vocoder", load_vocoder, voc_path,
+                                    read_config(voc_config, VocoderConfig.from_transformers_config), device=device)
     speaker_model = None
     if rawnet3 is not None or speaker:
         speaker_model = _load_component("rawnet3", load_rawnet3, find("rawnet3", rawnet3)[0], device=device)
@@ -148,7 +157,7 @@ def load_components(
             speaker_path = None  # optional: generation without a speaker reference does not need it
         if speaker_path is not None:
             speaker_model = _load_component("rawnet3", load_rawnet3, speaker_path, device=device)
-    return PipelineComponents(clip_model, synch_model, vae_model, voc_model, speaker_model)
+    return PipelineComponents(clip_model, synch_model, vae_model, voc_model, speaker_model, sequence=sequence)
 
 
 def component_path(component: str, path: str | os.PathLike) -> Path:
@@ -166,7 +175,7 @@ def component_path(component: str, path: str | os.PathLike) -> Path:
     return path
 
 
-def _component_finder(
+def component_finder(
     checkpoint: str | os.PathLike | None,
     models_dir: str | os.PathLike | Sequence[str | os.PathLike] | None,
     download: bool,
@@ -213,7 +222,8 @@ def _load_component(component: str, loader: Callable[..., Any], path: Path, *arg
             from None
 
 
-def _read_config(path: Path | None, parse: Callable[[Mapping[str, Any]], Any]) -> Any:
+def read_config(path: Path | None, parse: Callable[[Mapping[str, Any]], Any]) -> Any:
+    """``parse`` of the JSON file at ``path`` (None: None), a bad file named in a :class:`PipelineConfigError`."""
     if path is None:
         return None
     try:

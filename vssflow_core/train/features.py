@@ -35,15 +35,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ..codec.mel import LogMelFrontend
 from ..codec.resample import resample
-from ..codec.vae import MelVAE, pack_latent
-from ..config import MEL, MelConfig, SequenceConfig, VSSFlowConfig
-from ..devices import module_device
-from ..encoders.clip import CLIPVisualEncoder
-from ..encoders.rawnet3 import RawNet3
-from ..encoders.synchformer import SynchformerVisualEncoder
+from ..codec.vae import MelVAE, VAEConfig, load_vae
+from ..components import PipelineComponents
+from ..config import SequenceConfig, VSSFlowConfig
+from ..demo import load_frontends
+from ..devices import default_device
+from ..loading import component_finder, load_components, read_config
+from ..media.audio_io import read_audio
+from ..video import open_video
 from ..weights.checkpoint import save_safetensors_atomic
+from ..weights.hub import MissingWeightsError
 from .manifest import ManifestRow
 
 log = logging.getLogger(__name__)
@@ -120,42 +122,36 @@ class ItemFeatures:
 
 
 class FeatureExtractor:
-    """The frozen extractors, and how one manifest row becomes cached features.
+    """How one manifest row becomes cached features, through the frozen components' own encode methods
+    (:class:`~vssflow_core.components.PipelineComponents`, loaded without a vocoder: training only encodes).
 
-    ``rawnet3`` None gives no speaker embedding (zeros at training time).  ``fingerprint`` names the extractors in the
-    cache metadata, so a cache made with other weights is recomputed.
+    Without RawNet3 there is no speaker embedding (zeros at training time).  ``fingerprint`` names the extractors in
+    the cache metadata, so a cache made with other weights is recomputed.
     """
 
     def __init__(
         self,
-        clip: CLIPVisualEncoder,
-        synchformer: SynchformerVisualEncoder,
-        vae: MelVAE,
-        rawnet3: RawNet3 | None = None,
+        components: PipelineComponents,
         *,
-        sequence: SequenceConfig = SequenceConfig(),
         lip_dim: int = VSSFlowConfig.lip_dim,
         clip_batch_size: int = 32,
         synch_batch_size: int = 8,
         fingerprint: str = "custom",
     ):
-        self.clip = clip.eval().requires_grad_(False)
-        self.synchformer = synchformer.eval().requires_grad_(False)
-        self.vae = vae.eval().requires_grad_(False)
-        self.rawnet3 = None if rawnet3 is None else rawnet3.eval().requires_grad_(False)
-        self.sequence = sequence
+        self.components = components
         self.lip_dim = lip_dim
         self.clip_batch_size = clip_batch_size
         self.synch_batch_size = synch_batch_size
         self.fingerprint = fingerprint
-        self.mel = LogMelFrontend(codec_mel_config(vae)).to(module_device(vae))
+
+    @property
+    def sequence(self) -> SequenceConfig:
+        return self.components.sequence
 
     # ------------------------------------------------------------------------------------------------ pieces
 
     def load_audio(self, path: Path) -> torch.Tensor:
         """Mono float32 ``[samples]`` at the model's rate (the whole file)."""
-        from ..media.audio_io import read_audio
-
         samples, rate = read_audio(path)
         mono = torch.from_numpy(samples).float().mean(dim=0)
         if rate != self.sequence.sample_rate:
@@ -168,34 +164,19 @@ class FeatureExtractor:
             return waveform[:n].clone()
         return torch.cat([waveform, waveform.new_zeros(n - waveform.shape[-1])])
 
-    @torch.inference_mode()
     def posterior(self, waveforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Window-length waveforms ``[B, N]`` -> packed posterior mean and std ``[B, C, L]`` (float32, on the CPU)."""
-        device = module_device(self.vae)
-        mel = self.mel(waveforms.to(device).float(), self.sequence.mel_frames)
-        posterior = self.vae.encode(mel)
-        return pack_latent(posterior.mean).float().cpu(), pack_latent(posterior.std).float().cpu()
+        return self.components.encode_audio(waveforms)
 
-    @torch.inference_mode()
     def video(self, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         """CLIP ``[clip_frames, D]`` and Synchformer ``[segments, 8, D]`` features of the window's frames."""
-        from ..video import clip_frames, open_video, synchformer_frames
-
-        window = self.sequence.duration_sec
         with open_video(path) as source:
-            clip_in = clip_frames(source, duration=window, size=self.clip.config.input_resolution)
-            synch_in = synchformer_frames(source, duration=window, size=self.synchformer.config.img_size)
-        clip = self.clip.encode_frames(clip_in.frames, batch_size=self.clip_batch_size, channels_last=True)
-        synch = self.synchformer.encode_video(synch_in.frames, batch_size=self.synch_batch_size,
-                                              num_frames=self.sequence.synch_frames, channels_last=True,
-                                              sequence=self.sequence)
-        return clip.float().cpu(), synch.float().cpu()
+            clip, synch = self.components.encode_window(source, 0.0, clip_batch_size=self.clip_batch_size,
+                                                        synch_batch_size=self.synch_batch_size)
+        return clip[0].float().cpu(), synch[0].float().cpu()
 
-    @torch.inference_mode()
     def speaker(self, waveform: torch.Tensor) -> torch.Tensor:
-        from ..encoders.speaker import speaker_embedding
-
-        return speaker_embedding(self.rawnet3, waveform, self.sequence.sample_rate).float().cpu()
+        return self.components.speaker_embedding((waveform, self.sequence.sample_rate)).float().cpu()
 
     # ------------------------------------------------------------------------------------------------ one row
 
@@ -235,7 +216,7 @@ class FeatureExtractor:
                 raise CacheError(f"item {row.id!r}: {exc}") from None
             speech_window = [start, end]
 
-        if self.rawnet3 is not None and row.speaker_ref is not None:
+        if self.components.has_speaker_encoder and row.speaker_ref is not None:
             reference = audio if row.speaker_ref == "self" else self.load_audio(Path(row.speaker_ref))
             tensors["speaker"] = self.speaker(reference)
 
@@ -284,18 +265,14 @@ def find_encoder(cfg, component: str, optional: bool = False) -> tuple[Path | No
     """(weights, config.json or None) of one configured extractor: the given path, else found in
     ``encoders.models_dir`` (or the Hugging Face cache) through the weights registry; the error of a missing one says
     how to fetch it.  ``optional``: None instead of the error."""
-    from ..weights.hub import MissingWeightsError, resolve_any
-
     given = getattr(cfg.encoders, component)
-    if given is not None:
-        return cfg.path(given), None
+    find = component_finder(None, [cfg.path(cfg.encoders.models_dir)], download=False, verify=False)
     try:
-        found = resolve_any(component, [cfg.path(cfg.encoders.models_dir)], download=False, verify=False)
+        return find(component, None if given is None else cfg.path(given))
     except MissingWeightsError:
         if optional:
             return None, None
         raise
-    return found.weights, found.config
 
 
 def resolve_encoder_paths(cfg, need_rawnet3: bool = True) -> EncoderPaths:
@@ -313,23 +290,9 @@ def resolve_encoder_paths(cfg, need_rawnet3: bool = True) -> EncoderPaths:
     return EncoderPaths(clip, synch, vae, vae_config, rawnet)
 
 
-def load_vae_from(paths: EncoderPaths, device: torch.device | str = "cpu") -> MelVAE:
-    return load_vae_file(paths.vae, paths.vae_config, device)
-
-
 def load_vae_file(weights: Path, config_file: Path | None = None, device: torch.device | str = "cpu") -> MelVAE:
-    from ..codec.vae import VAEConfig, load_vae
-
-    config = None
-    if config_file is not None:
-        config = VAEConfig.from_diffusers_config(json.loads(config_file.read_text(encoding="utf-8")))
-    return load_vae(weights, config, device=device)
-
-
-def codec_mel_config(codec: torch.nn.Module) -> MelConfig:
-    """The log-mel front-end an audio codec was built for: the official one for the AudioLDM2 VAE, the codec's own
-    (``mel_config``) for the demo's."""
-    return getattr(codec, "mel_config", MEL)
+    """The VAE alone (what the trainer decodes validation latents with), read as the pipeline's loader reads it."""
+    return load_vae(weights, read_config(config_file, VAEConfig.from_diffusers_config), device=device)
 
 
 def extractors_fingerprint(cfg) -> str:
@@ -341,39 +304,28 @@ def extractors_fingerprint(cfg) -> str:
 
 def demo_extractor(cfg, device: torch.device | str = "cpu") -> FeatureExtractor:
     """The demo's parameter-free stand-ins (see :mod:`vssflow_core.demo.frontends`) as a feature extractor."""
-    from ..demo import load_frontends
-
     clip, synch, codec, _ = load_frontends(cfg.demo, device)
-    return FeatureExtractor(
-        clip, synch, codec, None, sequence=cfg.sequence, lip_dim=cfg.model.lip_dim,
-        clip_batch_size=cfg.encoders.clip_batch_size, synch_batch_size=cfg.encoders.synch_batch_size,
-        fingerprint=extractors_fingerprint(cfg))
+    return _extractor(cfg, PipelineComponents(clip, synch, codec, None, sequence=cfg.sequence),
+                      extractors_fingerprint(cfg))
 
 
 def extractor_from_config(cfg, device: torch.device | str | None = None) -> FeatureExtractor:
     """Load the configured extractors (see :func:`resolve_encoder_paths`), or the demo's stand-ins."""
-    from ..encoders.clip import load_clip_visual
-    from ..encoders.rawnet3 import load_rawnet3
-    from ..encoders.synchformer import load_synchformer
-
-    if device is None:
-        device = cfg.encoders.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = cfg.encoders.device if device is None else device
+    device = default_device() if device == "auto" else torch.device(device)
     if cfg.uses_demo_frontend:
         return demo_extractor(cfg, device)
     paths = resolve_encoder_paths(cfg)
-    return FeatureExtractor(
-        load_clip_visual(paths.clip, device=device),
-        load_synchformer(paths.synchformer, device=device),
-        load_vae_from(paths, device=device),
-        None if paths.rawnet3 is None else load_rawnet3(paths.rawnet3, device=device),
-        sequence=cfg.sequence,
-        lip_dim=cfg.model.lip_dim,
-        clip_batch_size=cfg.encoders.clip_batch_size,
-        synch_batch_size=cfg.encoders.synch_batch_size,
-        fingerprint=paths.fingerprint(),
-    )
+    vae = paths.vae if paths.vae_config is None else paths.vae_config.parent  # a diffusers folder: its config.json
+    components = load_components(clip=paths.clip, synchformer=paths.synchformer, vae=vae, rawnet3=paths.rawnet3,
+                                 speaker=paths.rawnet3 is not None, verify=False, device=device, decode=False,
+                                 sequence=cfg.sequence)
+    return _extractor(cfg, components, paths.fingerprint())
+
+
+def _extractor(cfg, components: PipelineComponents, fingerprint: str) -> FeatureExtractor:
+    return FeatureExtractor(components, lip_dim=cfg.model.lip_dim, clip_batch_size=cfg.encoders.clip_batch_size,
+                            synch_batch_size=cfg.encoders.synch_batch_size, fingerprint=fingerprint)
 
 
 # ---------------------------------------------------------------------------------------------------- the cache

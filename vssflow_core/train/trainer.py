@@ -301,7 +301,7 @@ class Trainer:
         return True
 
     def _vae(self) -> tuple[MelVAE, LogMelFrontend]:
-        from .features import codec_mel_config
+        from ..components import codec_mel_config
 
         if self.vae is None and self.cfg.uses_demo_frontend:
             from ..demo.frontends import MelPatchCodec
