@@ -33,7 +33,8 @@ const VIDEO_LOADER = "VSSFlowVideoLoader";
 const NO_FILE = "(none)"; // the VideoLoader's "no file" choice
 const TIMELINE_WIDGET = "vssflow_timeline";
 const AUDIO_WIDGET = "audioUI"; // the stock name: Comfy.AudioWidget looks it up by it
-const TEXT_WIDGETS = ["dialogue", "transcript"]; // the speech text: dialogue rows, or a transcript (maybe rows)
+const TEXT_WIDGETS = ["lines", "dialogue", "transcript"]; // the speech: dialogue rows, or a transcript (maybe rows)
+const ROW_WIDGETS = new Set(["lines", "dialogue"]); // always dialogue rows (the Dialogue node)
 const BLANK = "<blank>";
 const PAUSE_MARKS = new Set([",", ".", "!", "?", ";", ":", "-", "'", "..."]);
 const ARPABET_LIKE = /^(?:[A-Za-z]{1,2}[0-9]?|<blank>|[,.!?;:'\-]|\.\.\.)$/i;
@@ -350,13 +351,28 @@ function readState(node, timeline) {
     const duration = clip.duration;
     const text = typeof textIn.value === "string" ? textIn.value : "";
     const mode = typeof modeIn.value === "string" ? modeIn.value : "auto";
-    const rows = textName === "dialogue" || looksLikeRows(text);
+    const rows = ROW_WIDGETS.has(textName) || looksLikeRows(text);
+    const subtitle = widgetOf(node, "subtitle_file")?.value; // the Dialogue node's other source of lines
+    const fromFile = typeof subtitle === "string" && !!subtitle && subtitle !== NO_FILE && !text.trim();
     const state = { duration, durationFrom: clip.from, text, textName, mode, rows, lines: [], problem: "",
-                    source: "none", linked: [], silent: false, invalid: "", editable: !textIn.linked };
+                    source: "none", linked: [], silent: false, invalid: "", editable: !textIn.linked && !fromFile };
     if (textIn.linked && !textIn.known) state.linked.push(textName);
     if (clip.linked && clip.from === "default") state.linked.push("duration");
     if (clip.problem) state.problem = clip.problem;
 
+    if (fromFile) {
+        // the file's cues, as the node reads them (the server's subtitle reader); a file's times are not dragged
+        const body = { subtitle_file: subtitle, mode, duration: clip.from === "default" ? null : duration };
+        const answer = requestPreview(JSON.stringify(body), body);
+        if (answer.ok) {
+            state.lines = answer.lines.map((l) => ({ row: l.row, start: l.start, end: l.end, voice: l.voice,
+                                                     text: l.text, tokens: l.tokens }));
+        } else if (answer.error) state.problem = answer.error;
+        state.source = answer.pending ? "subtitle file: reading" : answer.offline ? "no preview (server route unavailable)"
+            : `subtitle file ${subtitle}`;
+        state.silent = false;
+        return state;
+    }
     if (rows) {
         for (const item of parseRows(text)) {
             if (item.bad) { state.problem ||= `row ${item.row}: ${item.bad}`; continue; }
@@ -760,7 +776,7 @@ function addTimeline(node) {
 
 function onPhonemes(node, output) {
     const timeline = node?.__vssflowTimeline;
-    const item = output?.vssflow_phonemes?.[0];
+    const item = output?.vssflow_phonemes?.[0] ?? output?.vssflow_dialogue?.[0];
     if (!timeline || !item || typeof item !== "object") return;
     const state = readState(node, timeline);
     const lines = (Array.isArray(item.lines) ? item.lines : [item]).map((l) => ({

@@ -326,6 +326,20 @@ def test_dragging_retimes_the_rows_in_the_widget_and_the_prompt(ui_report):
     assert [(l["start"], l["end"]) for l in drawn] == [(l["start"], l["end"]) for l in lines], (drawn, lines)
 
 
+def test_dialogue_node_has_the_timeline(ui_report):
+    from vssflow_core.text.speech import describe_rows
+
+    step = _step(ui_report, "dialogueNode")
+    if step.get("skipped"):
+        pytest.skip(step["skipped"])
+    expected = describe_rows(step["text"])
+    assert [(l["start"], l["end"], l["voice"], l["tokens"]) for l in step["before"]["lines"]] == \
+        [(e["start"], e["end"], e["voice"], len(e["tokens"])) for e in expected], step["before"]
+    lines = describe_rows(step["values"]["values"]["lines"])
+    assert lines[1]["end"] == pytest.approx(5.5, abs=0.05) and step["values"]["prompt"]["lines"] == \
+        step["values"]["values"]["lines"], step["values"]
+
+
 def test_dragging_the_one_line_form_writes_speech_end(ui_report):
     one = _step(ui_report, "dialogue")["one"]
     assert not {"speech_start", "speech_end"} & set(one["disabled"]), one

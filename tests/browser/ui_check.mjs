@@ -571,6 +571,26 @@ try {
         return { ids, text, before, after, values, one: oneValues };
     });
 
+    // -- 8c'. the Dialogue node (rows in its `lines` widget) gets the same timeline, when the pack has it ---------
+    await step("dialogueNode", async () => {
+        const registered = await page.evaluate(() => !!window.LiteGraph.registered_node_types.VSSFlowDialogue);
+        if (!registered) return { skipped: "VSSFlowDialogue is not registered" };
+        await newBlankTab();
+        const text = "0.5-2 [alice]: HH AH0 L OW1\n3-4.5 [bob]: Hello there";
+        const ids = await make([["dlg", "VSSFlowDialogue", [80, 80], { lines: text }]]);
+        if (ids.error) throw new Error(ids.error);
+        await page.evaluate((id) => {
+            const node = window.comfyAPI.app.app.graph.getNodeById(id);
+            node.setSize([Math.max(node.size[0], 640), node.size[1]]);
+        }, ids.dlg);
+        await settle();
+        const before = await waitState(ids.dlg, "s.lines && s.lines.length === 2 && s.lines.every((l) => l.tokens > 0)");
+        await dragTimeline(ids.dlg, 4.5, 5.5);
+        const values = await widgetValues(ids.dlg);
+        await shot("09b_dialogue_node");
+        return { ids, text, before, values };
+    });
+
     // -- 8d. widgets that do nothing in the current setting look inactive ------------------------------------------
     const inactiveProbe = async (ids) => ({
         sampler: await widgetValues(ids.sampler),
