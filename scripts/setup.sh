@@ -35,10 +35,11 @@ else
     echo "setup: .venv is up to date"
 fi
 # The core library, editable (the venv imports this folder's code), so `python -m vssflow_core` works from any folder.
-# No dependencies (installed above) and no build isolation (setuptools is in the venv): nothing is fetched here.
+# No dependencies (installed above) and no build isolation (setuptools is in the venv, pulled in by torch): nothing is
+# fetched here; a venv without a recent setuptools builds it in isolation instead.
 repo=$(pwd -P)
 installed=$(cd / && "$repo/.venv/bin/python" -c "import vssflow_core; print(vssflow_core.__path__[0])" 2>/dev/null || true)
 if [ "$installed" != "$repo/vssflow_core" ]; then
-    $PIP install --no-deps --no-build-isolation -e .
+    $PIP install --no-deps --no-build-isolation -e . || $PIP install --no-deps -e .
     echo "setup: vssflow_core installed (editable) from $repo"
 fi
