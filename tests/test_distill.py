@@ -16,7 +16,7 @@ from vssflow_core.config import SequenceConfig, VSSFlowConfig
 from vssflow_core.distill.pairs import (PairsDataset, PairsError, PairsPlan, read_shard, shard_path, teacher_endpoint,
                                         write_pairs)
 from vssflow_core.distill.student import FoldedGuidance, StudentPlan, student_from, train_student
-from vssflow_core.flow.guidance import GuidedVelocity
+from vssflow_core.flow.guidance import CachedGuidedVelocity, GuidedVelocity
 from vssflow_core.flow.settings import SamplerSettings, recommended_settings
 from vssflow_core.loading import recommended_sampler
 from vssflow_core.model.vssflow import VSSFlow
@@ -200,6 +200,13 @@ def test_a_trained_student_is_an_ordinary_checkpoint_that_recommends_its_sampler
     x = torch.cat([torch.randn(1, NET.latent_channels, SEQ.latent_length), prepared.latent_cond], dim=1)
     solution = settings.make_solver().solve(velocity, x)
     assert solution.evaluations == 4 and velocity.network_passes == 4
+    # the pipeline's cached field takes the same one pass, and it is the conditional field u + 1 (c - u)
+    cached = CachedGuidedVelocity(student, prepared, 1.0)
+    t = torch.tensor([0.5])
+    one_pass = cached(t, x)
+    assert cached.network_passes == 1
+    c = student(x, t, prepared.context)[:, : NET.latent_channels].detach()
+    assert torch.allclose(one_pass[:, : NET.latent_channels], c, atol=1e-5 * float(c.abs().max()))
 
 
 def test_command_line_makes_pairs_then_a_student_folder(tmp_path, capsys):

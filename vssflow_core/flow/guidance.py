@@ -34,7 +34,7 @@ class GuidedVelocity:
         self.guidance_scale = float(guidance_scale)
         self.latent_channels = latent_channels if latent_channels is not None else model.latent_channels
         self.batched = batched
-        both = batched and self.guided
+        both = batched and self.guided and not self.conditional_only
         self._both_contexts = torch.cat([self.unconditional.context, conditions.context]) if both else None
         self.evaluations = 0  # guided-velocity evaluations (what the solvers count)
         self.network_passes = 0  # network calls they took: 1 each batched, 2 each unbatched, 1 unguided
@@ -43,6 +43,12 @@ class GuidedVelocity:
     def guided(self) -> bool:
         """As official: below 1, guidance is off and the unconditional field is used alone."""
         return self.guidance_scale >= 1.0
+
+    @property
+    def conditional_only(self) -> bool:
+        """At exactly 1 the guided field is the conditional one: one pass of B, not two (a student with guidance
+        folded in, see :mod:`vssflow_core.distill`)."""
+        return self.guidance_scale == 1.0
 
     def __call__(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         self.evaluations += 1
@@ -59,6 +65,8 @@ class GuidedVelocity:
         x_uncond[:, self.latent_channels:] = 0
         if not self.guided:
             return self._pass(x_uncond, t, self.unconditional.context), None
+        if self.conditional_only:
+            return self._pass(x, t, self.conditions.context), None
         if self.batched:
             return self._pass(torch.cat([x_uncond, x]), torch.cat([t, t]), self._both_contexts).chunk(2)
         return self._pass(x_uncond, t, self.unconditional.context), self._pass(x, t, self.conditions.context)
@@ -90,6 +98,8 @@ class CachedGuidedVelocity(GuidedVelocity):
         self.latent_velocity = latent_velocity or model.latent_velocity
         if not self.guided:
             self.caches = [model.prepare(self.unconditional)]
+        elif self.conditional_only:
+            self.caches = [model.prepare(conditions)]
         elif batched:
             self.caches = [model.prepare(Conditions.cat([self.unconditional, conditions]))]
         else:
@@ -97,7 +107,7 @@ class CachedGuidedVelocity(GuidedVelocity):
 
     def _velocities(self, t: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         latent = x[:, : self.latent_channels]
-        if not self.guided:
+        if not self.guided or self.conditional_only:  # the one prepared cache (unconditional, or conditional)
             return self._pass(latent, t, self.caches[0]), None
         if self.batched:
             return self._pass(torch.cat([latent, latent]), torch.cat([t, t]), self.caches[0]).chunk(2)

@@ -3,15 +3,17 @@ cost (:class:`SamplingStats`: seeds, solver, steps, evaluations, totalled over w
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
 
 from .guidance import OFFICIAL_GUIDANCE_SCALE
 from .schedules import check_schedule
 from .solvers import (DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER, MAX_EVALUATIONS, OFFICIAL_ATOL,
                       OFFICIAL_RTOL, SOLVER_NAMES, Dopri5Solver, FixedStepSolver, check_fixed_steps, make_solver)
 
-__all__ = ["SamplerSettings", "SamplingStats"]
+__all__ = ["SamplerSettings", "SamplingStats", "SAMPLER_METADATA_KEY", "recommended_settings", "sampler_metadata"]
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,42 @@ class SamplingStats:
     def __add__(self, other: "SamplingStats") -> "SamplingStats":
         return SamplingStats(seeds=self.seeds or other.seeds, solver=self.solver, steps=self.steps + other.steps,
                              evaluations=self.evaluations + other.evaluations)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A checkpoint's recommended sampler (a distilled student carries one: vssflow_core.distill)
+# ---------------------------------------------------------------------------------------------------------------------
+
+SAMPLER_METADATA_KEY = "vssflow_sampler"  # the safetensors metadata entry: JSON of the fields below plus facts
+_RECOMMENDED_FIELDS = ("solver", "steps", "schedule", "guidance_scale", "atol", "rtol")
+
+
+def sampler_metadata(settings: SamplerSettings, **facts: Any) -> dict[str, str]:
+    """The metadata entry that makes ``settings`` a checkpoint's default sampler; ``facts`` (JSON values, e.g.
+    ``guidance_folded=True``) are stored beside them for people and tools to read."""
+    recommended = {name: getattr(settings, name) for name in _RECOMMENDED_FIELDS}
+    return {SAMPLER_METADATA_KEY: json.dumps({**facts, **recommended}, sort_keys=True)}
+
+
+def recommended_settings(metadata: Mapping[str, str] | None, base: SamplerSettings | None = None,
+                         **overrides: Any) -> SamplerSettings:
+    """The settings a checkpoint's metadata recommends, on top of ``base`` (default :class:`SamplerSettings`), with
+    the user's explicit ``overrides`` on top of them (a None value means "not given").  A checkpoint without a
+    recommendation gives ``base`` with the overrides; an unreadable one is refused by name."""
+    settings = base if base is not None else SamplerSettings()
+    text = (metadata or {}).get(SAMPLER_METADATA_KEY)
+    if text:
+        try:
+            stored = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"the checkpoint's '{SAMPLER_METADATA_KEY}' metadata is not valid JSON ({exc}); "
+                             "write the checkpoint again (python -m vssflow_core distill)") from None
+        if not isinstance(stored, dict):
+            raise ValueError(f"the checkpoint's '{SAMPLER_METADATA_KEY}' metadata is not a JSON object")
+        settings = replace(settings, **{k: stored[k] for k in _RECOMMENDED_FIELDS if k in stored})
+    known = {f.name for f in fields(SamplerSettings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown sampler settings {unknown}; choose from {sorted(known)}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return replace(settings, **given) if given else settings

@@ -394,7 +394,10 @@ def save_safetensors_atomic(tensors: Mapping[str, torch.Tensor], path: str | os.
     return path
 
 
-def save_vssflow(model, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Save the VSSFlow network in the official key layout, with its configuration in the file's metadata."""
+def save_vssflow(model, path: str | os.PathLike, overwrite: bool = False,
+                 metadata: Mapping[str, str] | None = None) -> Path:
+    """Save the VSSFlow network in the official key layout, with its configuration in the file's metadata (plus any
+    other ``metadata`` entries, e.g. a distilled student's recommended sampler)."""
     return save_safetensors_atomic(to_official_keys(model.state_dict()), path,
-                                   metadata={CONFIG_METADATA_KEY: model.cfg.to_json()}, overwrite=overwrite)
+                                   metadata={**(metadata or {}), CONFIG_METADATA_KEY: model.cfg.to_json()},
+                                   overwrite=overwrite)
