@@ -230,3 +230,24 @@ def read_config(path: Path | None, parse: Callable[[Mapping[str, Any]], Any]) ->
         return parse(json.loads(Path(path).read_text(encoding="utf-8")))
     except (OSError, ValueError) as exc:
         raise PipelineConfigError(f"cannot use the configuration {path}: {exc}") from None
+
+
+def recommended_sampler(checkpoint: str | os.PathLike | None = None, *, base: Any = None,
+                        models_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+                        **overrides: Any):
+    """The :class:`~vssflow_core.flow.settings.SamplerSettings` to sample ``checkpoint`` with by default: what its
+    metadata recommends (a distilled student: its solver, steps and guidance scale 1, see :mod:`vssflow_core.distill`),
+    else ``base``/the defaults; the user's ``overrides`` (None: not given) win."""
+    from .flow.settings import recommended_settings
+    from .weights.checkpoint import VSSFLOW_FILE
+
+    path = resolve_checkpoint(checkpoint, models_dir=models_dir, announce=False)
+    if path.is_dir():
+        path = path / VSSFLOW_FILE
+    metadata: dict[str, str] = {}
+    if path.suffix == ".safetensors" and path.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+    return recommended_settings(metadata, base, **overrides)
