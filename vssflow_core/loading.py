@@ -26,6 +26,7 @@ from .weights.checkpoint import CheckpointError, load_vssflow
 from .weights.hub import MissingWeightsError, resolve_any
 
 __all__ = ["DEMO", "component_finder", "component_path", "load_components", "load_network", "read_config",
+           "recommended_sampler",
            "resolve_checkpoint"]
 
 log = logging.getLogger(__name__)
