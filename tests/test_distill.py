@@ -124,6 +124,8 @@ def test_pair_generation_resumes_skipping_finished_shards(tmp_path, dataset):
     assert sorted(read_shard(shard_path(out, k))[1]["ids"][0] for k in range(shards)) == ["clip0", "clip2", "clip4"]
     # an interrupted run: one shard missing, one cut short, a temporary file left behind
     shard_path(out, 1).unlink()
+    with pytest.raises(PairsError, match="has 2 of 3 shards"):  # the student refuses an unfinished set
+        PairsDataset(out)
     shard_path(out, 2).write_bytes(shard_path(out, 2).read_bytes()[:100])
     kept = shard_path(out, 0).stat().st_mtime_ns
     again = write_pairs(teacher, dataset, out, plan, progress=False)
@@ -238,3 +240,6 @@ def test_command_line_makes_pairs_then_a_student_folder(tmp_path, capsys):
     assert main(["distill", "train", "--teacher", str(teacher_dir), "--pairs", str(tmp_path / "none"), "--out",
                  str(tmp_path / "s2"), "--steps", "2", "--fold-steps", "1"]) == 1
     assert "no pairs" in capsys.readouterr().err
+    other = save_vssflow(random_teacher(seed=1), tmp_path / "other.safetensors")
+    assert main([*train[:3], str(other), *train[4:7], str(tmp_path / "s3")]) == 1
+    assert "another teacher" in capsys.readouterr().err

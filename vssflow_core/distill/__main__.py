@@ -82,7 +82,7 @@ def _train(args) -> int:
     from ..devices import default_device
     from ..loading import resolve_checkpoint
     from ..weights.checkpoint import load_vssflow
-    from .pairs import PairsDataset
+    from .pairs import PairsDataset, PairsError, teacher_identity
     from .student import StudentPlan, train_student
 
     plan = StudentPlan(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
@@ -92,6 +92,9 @@ def _train(args) -> int:
     path = resolve_checkpoint(args.teacher)
     teacher = load_vssflow(path, device=device).eval().requires_grad_(False)
     pairs = PairsDataset(args.pairs)
+    if pairs.meta.get("teacher") != teacher_identity(path):
+        raise PairsError(f"the pairs in {args.pairs} were made by another teacher than {path} (or it changed since); "
+                         "train with the teacher they were made with, or make the pairs again")
     result = train_student(teacher, pairs, args.out, plan, teacher_path=path, overwrite=args.overwrite,
                            progress=not args.no_progress)
     print(f"student written to {result.path} (loss {result.losses[0]:.4g} -> {result.losses[-1]:.4g}); it samples "

@@ -85,9 +85,11 @@ class PairsPlan:
         if self.shard_size < 1:
             raise ValueError(f"shard_size must be at least 1, got {self.shard_size}")
 
-    def shard_meta(self, ids: Sequence[str]) -> dict[str, Any]:
+    def shard_meta(self, ids: Sequence[str], shards: int) -> dict[str, Any]:
+        """A shard's metadata; ``shards``: how many the whole set has (so a missing one is noticed)."""
         return {"version": PAIRS_VERSION, "ids": list(ids), "seed": int(self.seed), "teacher": self.teacher,
-                "sampler": self.sampler.describe(), "guidance_scale": float(self.sampler.guidance_scale)}
+                "sampler": self.sampler.describe(), "guidance_scale": float(self.sampler.guidance_scale),
+                "shards": int(shards)}
 
 
 def read_shard_meta(path: str | os.PathLike) -> dict[str, Any] | None:
@@ -150,12 +152,13 @@ def write_pairs(teacher: VSSFlow, dataset, out_dir: str | os.PathLike, plan: Pai
     teacher = teacher.eval()
     ids = [row.id for row in dataset.rows]
     index_of = {item_id: i for i, item_id in enumerate(ids)}
-    shards = list(enumerate(shards_of(ids, plan.shard_size)))[rank::world_size]
+    every = shards_of(ids, plan.shard_size)
+    shards = list(enumerate(every))[rank::world_size]
     latent_length = dataset.sequence.latent_length
     written = skipped = evaluations = 0
     bar = tqdm(shards, desc="teacher pairs", unit="shard", disable=not progress, dynamic_ncols=True)
     for shard, shard_ids in bar:
-        path, meta = shard_path(out, shard), plan.shard_meta(shard_ids)
+        path, meta = shard_path(out, shard), plan.shard_meta(shard_ids, len(every))
         if read_shard_meta(path) == meta:
             skipped += 1
             continue
@@ -193,11 +196,17 @@ class PairsDataset(torch.utils.data.Dataset):
             tensors, meta = read_shard(path)
             if first is None:
                 first = meta
-            elif any(meta.get(k) != first.get(k) for k in ("seed", "teacher", "sampler", "guidance_scale")):
+            elif any(meta.get(k) != first.get(k) for k in ("seed", "teacher", "sampler", "guidance_scale",
+                                                           "shards")):
                 raise PairsError(f"{path} was made by another teacher, seed or sampler than {self.paths[0]}; "
                                  "delete the folder's shards and make the pairs again")
             self.items += [{k: v[i] for k, v in tensors.items()} for i in range(len(meta["ids"]))]
         self.meta = first or {}
+        expected = [shard_path(out_dir, k) for k in range(int(self.meta.get("shards", 0)))]
+        if self.paths != expected:
+            missing = sorted(set(expected) - set(self.paths))
+            raise PairsError(f"{out_dir} has {len(self.paths)} of {len(expected)} shards (missing: "
+                             f"{[p.name for p in missing[:3]]}); run the pairs step again to finish them")
 
     def __len__(self) -> int:
         return len(self.items)
