@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..flow.settings import SamplerSettings
+from ..loading import recommended_sampler
 from ..pipeline import VSSFlowPipeline
 from ..synthetic.analysis import audio_onsets, decode_clip, loudness_envelope, onset_f1, pearson
 from ..synthetic.generator import rows_of
@@ -160,14 +160,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="demo", help="checkpoint to evaluate (default: the shipped demo)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many clips of each kind")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--solver", default=None, help="sampler (default: the pipeline's)")
+    parser.add_argument("--solver", default=None,
+                        help="sampler (default: the one the checkpoint recommends, else the pipeline's)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--json", default=None, help="also write every clip's scores to this file")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
     pipeline = VSSFlowPipeline.load(args.checkpoint, device="cpu")
-    settings = SamplerSettings(**{k: v for k, v in (("solver", args.solver), ("steps", args.steps)) if v is not None})
+    # the checkpoint's recommended sampler (a distilled student's: its steps at guidance scale 1), else the defaults
+    settings = recommended_sampler(args.checkpoint, solver=args.solver, steps=args.steps)
     report = evaluate(pipeline, args.manifest, limit=args.limit, seed=args.seed,
                       generate_kwargs={"settings": settings}, progress=not args.no_progress)
     summary = report.summary()
