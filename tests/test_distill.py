@@ -214,7 +214,7 @@ def test_a_trained_student_is_an_ordinary_checkpoint_that_recommends_its_sampler
 def test_command_line_makes_pairs_then_a_student_folder(tmp_path, capsys):
     from vssflow_core.__main__ import main
 
-    fake_cache(tmp_path, count=2)
+    fake_cache(tmp_path, count=3)  # --limit 2 takes the first two
     teacher_dir = tmp_path / "teacher"
     save_vssflow(random_teacher(), teacher_dir / "vssflow.safetensors")
     (teacher_dir / "frontend.json").write_text("{}\n")  # a demo folder's extra file travels with the student
@@ -223,7 +223,7 @@ def test_command_line_makes_pairs_then_a_student_folder(tmp_path, capsys):
                                   "data": {"manifests": ["data.jsonl"], "cache_dir": "cache"}}))
     pairs = tmp_path / "pairs"
     args = ["distill", "pairs", "--config", str(config), "--teacher", str(teacher_dir), "--out", str(pairs),
-            "--shard-size", "1", "--device", "cpu", "--no-progress"]
+            "--shard-size", "1", "--limit", "2", "--device", "cpu", "--no-progress"]
     assert main(args) == 0
     assert "2 shards written, 0 already there" in capsys.readouterr().out
     assert main(args) == 0

@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     pairs.add_argument("--out", required=True, help="folder of the pair shards (a rerun resumes it)")
     pairs.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same pairs)")
     pairs.add_argument("--shard-size", type=int, default=16, help="items per shard file (default 16)")
+    pairs.add_argument("--limit", type=int, default=None, help="only the first N items of the manifests")
     pairs.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK when there is one), cpu, cuda...")
     pairs.add_argument("--no-progress", action="store_true")
 
@@ -65,7 +66,8 @@ def _pairs(args) -> int:
     try:
         path = resolve_checkpoint(args.teacher)
         teacher = load_vssflow(path, device=info.device).eval().requires_grad_(False)
-        dataset = CachedFeatureDataset(read_manifests(cfg.manifest_paths), cfg.cache_dir, teacher.cfg, cfg.sequence,
+        rows = read_manifests(cfg.manifest_paths)[: args.limit]
+        dataset = CachedFeatureDataset(rows, cfg.cache_dir, teacher.cfg, cfg.sequence,
                                        synch_per_frame=cfg.uses_demo_frontend)
         plan = PairsPlan(seed=args.seed, shard_size=args.shard_size, teacher=teacher_identity(path))
         report = write_pairs(teacher, dataset, args.out, plan, rank=info.rank, world_size=info.world_size,
