@@ -3,7 +3,7 @@
     # 1. teacher pairs from the training feature cache of a config (resumable; torchrun shards them)
     python -m vssflow_core distill pairs --config run.toml --teacher demo --out runs/distill/pairs
     torchrun --nproc_per_node 4 -m vssflow_core distill pairs --config run.toml --teacher ckpt.safetensors --out P
-    # 2. the student, by reflow on the pairs, with guidance folded in; an ordinary checkpoint that recommends its sampler
+    # 2. the student, by reflow on the pairs, guidance folded in: an ordinary checkpoint recommending its sampler
     python -m vssflow_core distill train --teacher demo --pairs runs/distill/pairs --out runs/distill/student
 """
 
