@@ -10,6 +10,7 @@ from . import comfy_bridge, routes
 from .add_sound import VSSFlowAddSoundToVideo
 from .comfy_bridge import ComfyExtension
 from .decode import VSSFlowVocoderDecode
+from .dialogue import VSSFlowDialogue
 from .loaders import VSSFlowCheckpointLoader, VSSFlowComponentsLoader
 from .mux import VSSFlowAudioMux
 from .phonemes import VSSFlowPhonemeTokenizer
@@ -25,6 +26,7 @@ NODES: list[type] = [
     VSSFlowComponentsLoader,
     VSSFlowVideoLoader,
     VSSFlowPhonemeTokenizer,
+    VSSFlowDialogue,
     VSSFlowVisualEncoder,
     VSSFlowSampler,
     VSSFlowVocoderDecode,

@@ -65,7 +65,7 @@ class VSSFlowAddSoundToVideo(io.ComfyNode):
         model, components = _model_and_components()
         vssflow_video, video, _, duration, _ = load_video(video=video)
         phonemes = tokenize(transcript, duration=duration)
-        visual = encode_visual(components, vssflow_video)
+        visual = encode_visual(components, vssflow_video, phonemes)  # windows placed around the speech
         latent = sample_latent(model, components, visual, seed, DEFAULT_FIXED_STEPS, OFFICIAL_GUIDANCE_SCALE,
                                DEFAULT_SOLVER, 1, phonemes, schedule=DEFAULT_SCHEDULE,
                                node_id=comfy_bridge.node_id(cls))

@@ -57,5 +57,5 @@ def test_the_speech_track_plans_with_the_voices_that_have_references():
     assert speech_plan(20.0, track).count == plan_windows(20.0).count  # no references: voices do not split
     with pytest.raises(LinePlanError, match="speaks in one voice"):
         speech_plan(20.0, track, ["alice", "bob"])
-    with pytest.raises(ValueError, match="ends after the video"):
+    with pytest.raises(ValueError, match="ends after the end of the clip"):
         speech_plan(5.0, track)

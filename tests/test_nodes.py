@@ -325,7 +325,7 @@ def test_phoneme_tokenizer(nodes):
     assert result.ui["vssflow_phonemes"] == [{"tokens": ["<blank>", "HH", "AH0", "L", "OW1", "<blank>"],
                                                  "start": 1.0, "end": 2.0, "duration": None}]
     (track,) = tokenize("HH AH0 L OW1", 1.0, 0.0, "arpabet")
-    assert track.end is None and track.window(4.0) == (1.0, 4.0)  # end of the clip, fixed by the sampler
+    assert track.lines[0].end is None and track.window(4.0) == (1.0, 4.0)  # end of the clip, fixed by the sampler
     silent = tokenize("", 0.0, 0.0, "auto")
     assert silent.ui["vssflow_phonemes"][0]["tokens"] == [] and silent.result[0].silent
     with pytest.raises(ValueError, match="after the end of the clip"):
@@ -508,3 +508,21 @@ def test_components_loader_uses_a_diffusers_vae_folder(loaded):
 def test_frames_video_without_comfyui(bridge):
     video = bridge.video_from_frames(torch.zeros(5, 4, 4, 3), 29.97)
     assert video.get_components().frame_rate == Fraction(2997, 100)
+
+
+def test_dialogue_node_lines_subtitles_and_voices(nodes, folders):
+    dialogue = nodes["VSSFlowDialogue"].execute
+    result = dialogue("1.0-2.5 [alice]: Hello there\n3-4 [bob]: Hi", "(none)", "auto", duration=10.0)
+    (track,) = result
+    assert [(l.start, l.end, l.voice) for l in track.lines] == [(1.0, 2.5, "alice"), (3.0, 4.0, "bob")]
+    assert result.ui["vssflow_dialogue"][0]["lines"][0]["tokens"][1:5] == ["HH", "AH0", "L", "OW1"]
+    voice = {"waveform": torch.zeros(1, 1, 1600), "sample_rate": 16000}
+    (voiced,) = dialogue("1-2 [alice]: Hello", "(none)", "auto", voice_1_name="Alice", voice_1=voice)
+    assert dict(voiced.references) == {"Alice": voice}
+    with pytest.raises(ValueError, match=r"row 1: is spoken by 'alice', a voice with no reference \(given: bob\)"):
+        dialogue("1-2 [alice]: Hello", "(none)", "auto", voice_1_name="bob", voice_1=voice)
+    with pytest.raises(ValueError, match="no lines: write one 'start-end"):
+        dialogue("  ", "(none)", "auto")
+    (folders["input"] / "lines.srt").write_text("1\n00:00:01,000 --> 00:00:02,000\nBOB: Hello\n", encoding="utf-8")
+    (from_file,) = dialogue("", "lines.srt", "auto", duration=5.0)
+    assert from_file.voices == ("BOB",) and from_file.lines[0].cue == 1

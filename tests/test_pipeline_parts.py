@@ -58,7 +58,7 @@ def test_components_are_checked_on_their_own(parts):
 
 def test_phoneme_track_waits_for_the_clip():
     track = phoneme_track(HELLO, 0.5)
-    assert track.tokens == ("<blank>", "HH", "AH0", "L", "OW1", "<blank>") and track.end is None
+    assert track.tokens == ("<blank>", "HH", "AH0", "L", "OW1", "<blank>") and track.lines[0].end is None
     assert track.window() == (0.5, 10.0) and track.window(3.0) == (0.5, 3.0)
     ids = track.frame_ids(3.0)
     # int(0.5 * 25) = 12 silent frames, then int(2.5 * 25) = 62 frames of speech

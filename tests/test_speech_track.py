@@ -127,7 +127,7 @@ def test_rows_format_voices_and_description():
     ("2.0-1.0: Hello", r"row 1: it ends \(1 s\) before it starts \(2 s\)"),
     ("1.0-3.0: Hello\n2.0-4.0: There", r"row 2: overlaps row 1 \(1.000-3.000 s\) by 1.000 s.*end row 1 by 2.000 s"),
     ("3.0-4.0: Hello\n1.0-2.0: There", r"row 2: starts at 1.000 s, before row 1.*time order"),
-    ("8.0-12.0: Hello", r"row 1: 8.000-12.000 s ends after the video \(10.000 s\); remove it or make it end by"),
+    ("8.0-12.0: Hello", r"row 1: 8.000-12.000 s ends after the end of the clip \(10.000 s\); remove it or make it end by"),
     ("1.0-1.2: Hello there my friend", r"row 1: 1.000-1.200 s holds 4 frames .* make it at least 0.641 s long \(end at 1.641 s"),
     ("1.0-2.0: !!! ???", r"row 1: transcript '!!! \?\?\?' has nothing to pronounce"),
 ])

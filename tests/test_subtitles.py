@@ -61,7 +61,7 @@ def test_read_subtitles_by_extension_and_srt_round_trip(tmp_path: Path):
     ("1\n00:00:01,000 --> 00:00:03,000\nHello\n\n2\n00:00:02,500 --> 00:00:04,000\nThere\n",
      r"lines.srt, cue 2: overlaps cue 1 \(1.000-3.000 s\) by 0.500 s.*end cue 1 by 2.500 s"),
     ("1\n00:00:08,000 --> 00:00:11,000\nHello\n",
-     r"lines.srt, cue 1: 8.000-11.000 s ends after the video \(10.000 s\); remove it or make it end by 10.000 s"),
+     r"lines.srt, cue 1: 8.000-11.000 s ends after the end of the clip \(10.000 s\); remove it or make it end by 10.000 s"),
     ("1\n00:00:01,000 --> 00:00:01,300\nHello there my friend\n",
      r"lines.srt, cue 1: 1.000-1.300 s holds 7 frames .* make it at least 0.641 s long \(end at 1.641 s"),
     ("1\n00:00:01,000 --> 00:00:02,000\n[music]\n", r"lines.srt: no cue has words to speak"),

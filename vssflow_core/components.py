@@ -94,6 +94,7 @@ class PipelineComponents:
         synch_batch_size: int = 8,
         max_duration: float | None = None,
         windows: WindowConfig = WINDOWS,
+        speech=None,
     ) -> VisualFeatures:
         """CLIP and Synchformer features of a video, window by window (:func:`~vssflow_core.windows.plan_windows`):
         a path, a ComfyUI VIDEO / VideoComponents, a frame source, or frames ``[F, H, W, 3]`` (float 0..1 or uint8)
@@ -102,10 +103,19 @@ class PipelineComponents:
         Raises :class:`~vssflow_core.windows.VideoTooLongError` (before any encoding) past ``max_duration`` seconds
         (None: the configured maximum; ``math.inf``: no limit), and :class:`~vssflow_core.video.VideoError`
         subclasses for videos that cannot be read.
+
+        ``speech``: the clip's :class:`~vssflow_core.text.speech.SpeechTrack`, so the windows are placed where no
+        seam cuts a line (:func:`~vssflow_core.line_windows.speech_plan`).
         """
         source, owned = as_frame_source(video, fps=fps)
         try:
-            plan = window_plan(source.end_time, self.sequence, windows, max_duration)
+            if speech is None:
+                plan = window_plan(source.end_time, self.sequence, windows, max_duration)
+            else:
+                from .line_windows import speech_plan
+
+                plan = speech_plan(source.end_time, speech, dict(speech.references), self.sequence, windows,
+                                   max_duration)
             encoded = [self.encode_window(source, start, clip_batch_size=clip_batch_size,
                                           synch_batch_size=synch_batch_size) for start in plan.starts]
         finally:

@@ -173,8 +173,15 @@ def speech_lines(track, references: Iterable[str] = ()) -> list[Line]:
     from .text.speech import voice_key
 
     known = {voice_key(name) for name in references}
-    return [(line.start, line.end, voice_key(line.voice) if line.voice and voice_key(line.voice) in known else None)
-            for line in track.lines]
+    out = []
+    for line in track.lines:
+        # The one-line form (no cue) over a stretch longer than a window keeps the behaviour it always had: its
+        # phonemes are cut per window wherever they fall.
+        if line.cue is None and (line.end is None or line.end - line.start > SEQUENCE.duration_sec - 2 * MARGIN_SEC):
+            continue
+        out.append((line.start, line.end, voice_key(line.voice) if line.voice and voice_key(line.voice) in known
+                    else None))
+    return out
 
 
 def speech_plan(duration: float, track, references: Iterable[str] = (), sequence: SequenceConfig = SEQUENCE,

@@ -24,12 +24,13 @@ def _voice(rng: np.random.Generator) -> tuple[str, int, int]:
     return name, int(rng.integers(150, 191)), int(rng.integers(30, 71))
 
 
-def place_lines(rng: np.random.Generator, spec: SceneSpec) -> tuple[list[np.ndarray], list[dict]]:
-    """2-4 lines alternating between the two faces, with pauses, fitting inside the clip."""
+def place_lines(rng: np.random.Generator, spec: SceneSpec, count: tuple[int, int] = (2, 4),
+                pause: tuple[float, float] = PAUSE_SEC) -> tuple[list[np.ndarray], list[dict]]:
+    """``count`` (inclusive range) lines alternating between the two faces, with pauses, fitting inside the clip."""
     voices = {face: _voice(rng) for face in FACES}
     first = int(rng.integers(2))
-    count = int(rng.integers(2, 5))
-    pauses = rng.uniform(*PAUSE_SEC, size=count - 1)
+    count = int(rng.integers(count[0], count[1] + 1))
+    pauses = rng.uniform(*pause, size=count - 1)
     budget = spec.duration - 2 * LEAD_SEC - float(pauses.sum())
     words = [int(rng.integers(2, 5)) for _ in range(count)]
     texts = [random_sentence(rng, n) for n in words]
@@ -60,9 +61,10 @@ def place_lines(rng: np.random.Generator, spec: SceneSpec) -> tuple[list[np.ndar
     return speech, lines
 
 
-def make_dialogue_clip(rng: np.random.Generator, spec: SceneSpec = SceneSpec()) -> Clip:
+def make_dialogue_clip(rng: np.random.Generator, spec: SceneSpec = SceneSpec(), count: tuple[int, int] = (2, 4),
+                       pause: tuple[float, float] = PAUSE_SEC) -> Clip:
     S = spec.size
-    speech, lines = place_lines(rng, spec)
+    speech, lines = place_lines(rng, spec, count, pause)
     audio = rng.standard_normal(spec.num_samples) * spec.noise
     own = {face: np.zeros(spec.num_samples) for face in FACES}
     for wave, line in zip(speech, lines):

@@ -84,6 +84,13 @@ class SpeechTrack:
     lines: tuple[SpeechLine, ...] = ()
     source: str = "the speech"  # where the lines came from (a file name, "dialogue rows"), for messages
     unit: str = "cue"  # what a line is called in the source: a subtitle "cue", a dialogue "row"
+    # speaker references by voice name (anything the speaker encoder reads: a path, an AUDIO dict ...)
+    references: tuple[tuple[str, Any], ...] = dataclasses.field(default=(), compare=False)
+
+    def with_references(self, references: Mapping[str, Any]) -> "SpeechTrack":
+        """The track with these speaker references (voice name -> reference), checked against its voices."""
+        self.check_voices(references)
+        return dataclasses.replace(self, references=tuple(references.items()))
 
     @property
     def silent(self) -> bool:
@@ -131,7 +138,7 @@ class SpeechTrack:
                 raise self.error(line, f"it ends ({end:g} s) before it starts ({start:g} s); give a start before "
                                        "the end")
             if end > limit + TIME_SLACK_SEC:
-                what = "the video" if duration is not None else "the longest video allowed"
+                what = "the end of the clip" if duration is not None else "the longest video allowed"
                 raise self.error(line, f"{start:.3f}-{end:.3f} s ends after {what} ({limit:.3f} s); remove it or "
                                        f"make it end by {limit:.3f} s")
             if previous is not None:
@@ -164,7 +171,8 @@ class SpeechTrack:
             if line.voice is not None and voice_key(line.voice) not in known:
                 raise self.error(line, f"is spoken by {line.voice!r}, a voice with no reference (given: "
                                        f"{', '.join(sorted(known.values()))}); add a reference for it (--voice "
-                                       f"{line.voice}=reference.wav) or correct the name")
+                                       f"{line.voice}=reference.wav, or a voice input of the Dialogue node) or "
+                                       "correct the name")
         used = {voice_key(v) for v in self.voices}
         unused = [name for key, name in known.items() if key not in used]
         if unused:
@@ -193,9 +201,12 @@ class SpeechTrack:
         return self._mask_on(plan.timeline, plan.duration, plan.sequence)
 
     def _plan(self, duration: float, sequence: SequenceConfig, windows: WindowConfig):
-        from ..windows import plan_windows
+        # the plan generation makes for this track (its lines inside windows), so the timelines agree
+        from ..line_windows import plan_line_windows, speech_lines
 
-        return plan_windows(duration, sequence, windows)
+        lines = [(s, e if e is not None else duration, v) for s, e, v in speech_lines(self, dict(self.references))]
+        self.check(duration, sequence, windows)
+        return plan_line_windows(duration, lines, sequence, windows)
 
     def _ids_on(self, timeline: SequenceConfig, duration: float | None, sequence: SequenceConfig,
                 windows: WindowConfig) -> torch.Tensor:

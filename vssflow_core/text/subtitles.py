@@ -175,6 +175,6 @@ def track_to_srt(track: SpeechTrack, duration: float | None = None) -> str:
     subtitles = []
     for index, line in enumerate(track.lines, 1):
         start, end = line.interval(duration)
-        content = f"{line.voice}: {line.text}" if line.voice else line.text
+        content = f"{line.voice.upper()}: {line.text}" if line.voice else line.text  # the NAME: convention
         subtitles.append(srt.Subtitle(index, timedelta(seconds=start), timedelta(seconds=end), content))
     return srt.compose(subtitles, reindex=False)
