@@ -11,6 +11,7 @@ from .add_sound import VSSFlowAddSoundToVideo
 from .comfy_bridge import ComfyExtension
 from .decode import VSSFlowVocoderDecode
 from .dialogue import VSSFlowDialogue
+from .edit import VSSFlowAudioEdit, VSSFlowPickTake
 from .loaders import VSSFlowCheckpointLoader, VSSFlowComponentsLoader
 from .mux import VSSFlowAudioMux
 from .phonemes import VSSFlowPhonemeTokenizer
@@ -32,6 +33,8 @@ NODES: list[type] = [
     VSSFlowVocoderDecode,
     VSSFlowAudioMux,
     VSSFlowAddSoundToVideo,
+    VSSFlowAudioEdit,
+    VSSFlowPickTake,
 ]
 
 

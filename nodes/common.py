@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -75,6 +75,7 @@ class Latent:
     steps: int
     evaluations: int
     plan: WindowPlan | None = None  # where the windows lie (None: the one window of a short clip)
+    edit: Any = None  # the AudioEdit it was sampled with (decoding puts its kept track back)
 
 
 def _bytes(modules: Iterable[torch.nn.Module]) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import comfy_bridge
 from .comfy_bridge import io
 from .common import CATEGORY, ComponentsType, LatentType, on_device
+from .edit import SETTINGS_KEY, audio_settings
 
 
 class VSSFlowVocoderDecode(io.ComfyNode):
@@ -31,5 +32,8 @@ def decode_audio(vssflow_components, latent) -> dict:
     """The decoder's work (also done by Add Sound to Video): a ComfyUI AUDIO ``[takes, 1, samples]``."""
     parts = vssflow_components.components
     with on_device([parts.vae, parts.vocoder], vssflow_components.load_device, vssflow_components.offload_device):
-        waveform = parts.decode(latent.latent, latent.duration, latent.plan)  # [B, samples], float32 on the CPU
-    return {"waveform": waveform.unsqueeze(1).contiguous(), "sample_rate": parts.sample_rate}
+        # [B, samples], float32 on the CPU; an edit's kept track put back outside its ranges
+        waveform = parts.decode(latent.latent, latent.duration, latent.plan, edit=latent.edit)
+    # the seeds ride along, so Pick Take can report a take's seed and the mux can tag the video with it
+    return {"waveform": waveform.unsqueeze(1).contiguous(), "sample_rate": parts.sample_rate,
+            SETTINGS_KEY: audio_settings(latent)}

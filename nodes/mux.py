@@ -10,7 +10,11 @@ from ..vssflow_core.media.output_plan import plan_output
 from ..vssflow_core.media.together import written_together
 from . import comfy_bridge
 from .comfy_bridge import io
+from ..vssflow_core.media.delivery import prepare_tracks
+from ..vssflow_core.media.loudness import DEFAULT_TRUE_PEAK_DB, Delivery, Ducking
+from ..vssflow_core.media.mux import original_audio
 from .common import CATEGORY
+from .edit import delivery_from_inputs, delivery_inputs, take_tags, workflow_tags
 
 
 log = logging.getLogger(__name__)
@@ -53,7 +57,8 @@ class VSSFlowAudioMux(io.ComfyNode):
                 io.Float.Input("original_gain", default=1.0, min=0.0, max=4.0, step=0.05,
                                tooltip="Linear gain of the video's own sound in the mix."),
                 io.Float.Input("generated_gain", default=1.0, min=0.0, max=4.0, step=0.05,
-                               tooltip="Linear gain of the new sound in the mix."),
+                               tooltip="Linear gain of the new sound (the wav and the video alike)."),
+                *delivery_inputs(),
             ],
             outputs=[io.Video.Output("video", tooltip="The saved video with its new sound (the first take when "
                                                       "there are several).")],
@@ -71,15 +76,26 @@ class VSSFlowAudioMux(io.ComfyNode):
 
     @classmethod
     def execute(cls, video, audio, filename_prefix: str, mix_original: bool, original_gain: float,
-                generated_gain: float) -> io.NodeOutput:
-        ui, first = mux_and_save(video, audio, filename_prefix, mix_original, original_gain, generated_gain)
+                generated_gain: float, loudness: str = "off", custom_lufs: float = -16.0,
+                true_peak_db: float = DEFAULT_TRUE_PEAK_DB, duck_depth_db: float = Ducking.depth_db,
+                duck_attack_ms: float = Ducking.attack_ms, duck_release_ms: float = Ducking.release_ms,
+                phonemes=None) -> io.NodeOutput:
+        duration = audio["waveform"].shape[-1] / int(audio["sample_rate"])
+        level, ducking, lines = delivery_from_inputs(loudness, custom_lufs, true_peak_db, duck_depth_db,
+                                                     duck_attack_ms, duck_release_ms, phonemes, duration)
+        tags = workflow_tags(audio, cls)
+        ui, first = mux_and_save(video, audio, filename_prefix, mix_original, original_gain, generated_gain,
+                                 delivery=level, ducking=ducking, lines=lines, metadata=tags)
         return io.NodeOutput(first, ui=ui)
 
 
 def mux_and_save(video, audio, filename_prefix: str, mix_original: bool = False, original_gain: float = 1.0,
-                 generated_gain: float = 1.0, *, folder_type: str = "output") -> tuple[dict, object]:
+                 generated_gain: float = 1.0, *, folder_type: str = "output", delivery: Delivery = Delivery(),
+                 ducking: Ducking | None = None, lines=(), metadata: dict | None = None) -> tuple[dict, object]:
     """The mux's work (also done by Add Sound to Video, into the temp folder): one mp4 and one wav per take in
-    ``folder_type``; returns the ``ui`` entry that shows them and the first take as a VIDEO."""
+    ``folder_type``; returns the ``ui`` entry that shows them and the first take as a VIDEO.  Each take's files
+    share one gain (``delivery``: loudness target and true-peak ceiling; :mod:`vssflow_core.media.delivery`); the
+    kept original is ducked under the speech ``lines``."""
     waveforms, rate = audio["waveform"], int(audio["sample_rate"])
     if waveforms.ndim != 3 or waveforms.shape[0] == 0:
         raise ValueError(f"the AUDIO waveform must be [batch, channels, samples], got {tuple(waveforms.shape)}")
@@ -93,16 +109,21 @@ def mux_and_save(video, audio, filename_prefix: str, mix_original: bool = False,
         plan = plan_output(source, folder / f"{stem}.mp4")  # copied, or re-encoded as H.264 (e.g. ProRes)
         if plan.note:
             log.info("VSSFlow Audio Mux: %s", plan.note)
-        for item in waveforms:
+        original = original_audio(source) if mix_original else None
+        for number, item in enumerate(waveforms):
+            tracks = prepare_tracks(item.mean(dim=0), rate, delivery=delivery, original=original,
+                                    original_gain=original_gain, generated_gain=generated_gain, lines=lines,
+                                    ducking=ducking)
+            track, track_rate = tracks.video_track
             while True:
                 name = f"{stem}_{counter:05}_"
                 mp4, wav = folder / f"{name}.mp4", folder / f"{name}.wav"
                 counter += 1
                 try:
                     with written_together(mp4, wav) as (tmp_mp4, tmp_wav):
-                        mux_audio(source, item, rate, tmp_mp4, mix_original=mix_original, plan=plan,
-                                  original_gain=original_gain, generated_gain=generated_gain, overwrite=True)
-                        write_audio(tmp_wav, item, rate, overwrite=True)
+                        mux_audio(source, track, track_rate, tmp_mp4, plan=plan, overwrite=True,
+                                  metadata=take_tags(metadata, number))
+                        write_audio(tmp_wav, tracks.generated, rate, overwrite=True)
                 except FileExistsError:
                     continue  # the name was taken meanwhile: take the next number
                 break

@@ -21,7 +21,8 @@ from workflow_tools import (BLUEPRINTS_DIR, EXAMPLES_DIR, REPO_ROOT, VIRTUAL_NOD
 # template that names one opens with a missing-media error on a fresh install.
 CORE_NODES = {"EmptyImage", "CreateVideo"}
 REQUIRED = {"Sound effects for a video", "Speech for a talking video", "Speech and sound effects",
-            "Speech without a video", "Sound for a generated video", "Add sound in one node"}
+            "Speech without a video", "Sound for a generated video", "Add sound in one node", "Fix a range",
+            "Restyle existing audio"}
 # Where ComfyUI looks for a pack's templates (app/custom_node_manager.py); each folder found is listed.
 TEMPLATE_FOLDERS = ("example_workflows", "example", "examples", "workflow", "workflows")
 GENERATORS = ({"VSSFlowSampler", "VSSFlowVocoderDecode", "VSSFlowAudioMux"}, {"VSSFlowAddSoundToVideo"})

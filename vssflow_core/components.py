@@ -161,13 +161,14 @@ class PipelineComponents:
 
     @torch.inference_mode()
     def decode(self, latent: torch.Tensor, duration: float | None = None,
-               plan: WindowPlan | None = None) -> torch.Tensor:
+               plan: WindowPlan | None = None, edit: Any = None) -> torch.Tensor:
         """Packed latent -> waveform ``[B, round(duration * 16000)]`` float32 on the CPU: exactly the clip's duration
         (the whole window when ``duration`` is None).
 
         ``latent`` is one window ``[B, 128, L]`` or the windows ``[B, windows, 128, L]`` of ``plan`` (default: the
         plan for ``duration``); windows are decoded one at a time and joined
-        (:class:`~vssflow_core.windows.AudioJoiner`).
+        (:class:`~vssflow_core.windows.AudioJoiner`).  ``edit``: the
+        :class:`~vssflow_core.flow.edit.AudioEdit` the latent was sampled with (its kept track is put back).
         """
         if plan is None:
             duration = self.sequence.duration_sec if duration is None else duration
@@ -178,8 +179,9 @@ class PipelineComponents:
                              f"{plan.duration:.2f} s clip; decode it with the duration it was sampled for")
         joiner = AudioJoiner(plan, windows.shape[0])
         for k in range(plan.count):
-            joiner.add(k, self.decode_window(windows[:, k]))
-        return joiner.result()
+            level = 1.0 if edit is None else edit.level(self.vae, plan, k)
+            joiner.add(k, self.decode_window(windows[:, k]) * level)
+        return joiner.result() if edit is None else edit.compose(joiner.result())
 
     @torch.inference_mode()
     def decode_window(self, latent: torch.Tensor) -> torch.Tensor:

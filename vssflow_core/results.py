@@ -3,6 +3,7 @@ generated audio."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -69,6 +70,16 @@ class GeneratedAudio:
     sample_rate: int
     duration: float
     stats: SamplingStats  # over all windows
+
+    def take(self, number: int) -> "GeneratedAudio":
+        """Take ``number`` (1 to the batch size) alone, with its own seed: generated alone from that seed it comes out
+        the same (dopri5 adapts its steps to the whole batch, so there within its tolerance)."""
+        count = self.waveform.shape[0]
+        if not 1 <= int(number) <= count:
+            raise ValueError(f"there is no take {number}: this run made {count} take(s), numbered 1 to {count}")
+        i = int(number) - 1
+        stats = dataclasses.replace(self.stats, seeds=tuple(self.stats.seeds[i:i + 1]))
+        return dataclasses.replace(self, waveform=self.waveform[i:i + 1], stats=stats)
 
     def as_comfy_audio(self) -> dict[str, Any]:
         """ComfyUI's AUDIO value: ``{"waveform": [B, channels=1, samples], "sample_rate": int}``."""

@@ -30,7 +30,8 @@ from .audio_io import atomic_output, temporary_path
 from .output_plan import CONTAINER_FORMATS, OutputPlan, plan_output
 from .video_file import reencode_picture
 
-__all__ = ["CONTAINER_FORMATS", "MuxError", "MuxResult", "mux_audio", "video_duration"]
+__all__ = ["CONTAINER_FORMATS", "MuxError", "MuxResult", "generation_metadata", "mux_audio", "original_audio",
+           "video_duration"]
 
 AAC_FRAME_SAMPLES = 1024  # samples per AAC frame: the granularity of the encoded audio's length
 
@@ -100,6 +101,21 @@ def video_duration(path: str | os.PathLike) -> float:
     with _open(path) as container:
         start, end = _packet_span(container, _video_stream(container, path), path)
     return end - start
+
+
+def original_audio(video_path: str | os.PathLike, rate: int | None = None) -> tuple[np.ndarray, int] | None:
+    """The video's own soundtrack as float32 ``[channels (1 or 2), samples]`` at ``rate`` (its own if None), on the
+    video's clock and exactly the video's duration; None if it has none.  For callers that build the final mix
+    themselves (ducking, delivery gain) and hand it to :func:`mux_audio`."""
+    source = check_video_file(video_path)
+    with _open(source) as src:
+        start, end = _packet_span(src, _video_stream(src, source), source)
+    with _open(source) as src:
+        found = _original_audio(src, source, start, rate)
+    if found is None:
+        return None
+    audio, rate = found
+    return _fit_length(audio, round((end - start) * rate)), rate
 
 
 def _original_audio(container: Any, path: Path, video_start: float, rate: int | None
@@ -195,10 +211,15 @@ def _packet_time(packet: Any) -> float:
     return float(t * packet.time_base) if t is not None else math.inf
 
 
-def _write(source: Path, target: Path, fmt: str, audio: np.ndarray, rate: int, bitrate: int | None) -> None:
+def _write(source: Path, target: Path, fmt: str, audio: np.ndarray, rate: int, bitrate: int | None,
+           metadata: dict[str, str] | None = None) -> None:
     import av
 
-    with _open(source) as src, av.open(str(target), "w", format=fmt) as out:
+    # MP4 and MOV keep only their standard tags unless asked to write any key (as ComfyUI's SaveVideo asks)
+    options = {"movflags": "use_metadata_tags"} if (metadata and fmt in ("mp4", "mov")) else {}
+    with _open(source) as src, av.open(str(target), "w", format=fmt, options=options) as out:
+        if metadata:
+            out.metadata.update(metadata)
         vin = _video_stream(src, source)
         try:
             # opaque: the source's codec description; a decode-only codec (libdav1d for AV1) has no encoder twin
@@ -251,6 +272,7 @@ def mux_audio(
     audio_sample_rate: int | None = None,
     audio_bitrate: int | None = None,
     overwrite: bool = False,
+    metadata: dict[str, str] | None = None,
     plan: OutputPlan | None = None,
 ) -> MuxResult:
     """Write ``output_path``: the video stream of ``video_path`` copied bit-exactly plus ``waveform`` as AAC.
@@ -265,6 +287,8 @@ def mux_audio(
     audio_sample_rate
         Rate of the AAC track; default: the original track's when mixing (so its bandwidth is kept), else
         ``sample_rate``.
+    metadata
+        Container tags (see :func:`generation_metadata`: the workflow and the generation settings).
     plan
         How the picture goes in (:func:`~.output_plan.plan_output`, made before generating); by default planned
         here for ``output_path``: copied when its container takes the codec, else re-encoded as H.264.
@@ -307,8 +331,22 @@ def mux_audio(
         if plan.reencode:
             with temporary_path(tmp.parent, f".{target.stem}.", ".picture.mp4") as picture:
                 reencode_picture(source, picture)
-                _write(picture, tmp, plan.container, audio, rate, audio_bitrate)
+                _write(picture, tmp, plan.container, audio, rate, audio_bitrate, metadata)
         else:
-            _write(source, tmp, plan.container, audio, rate, audio_bitrate)
+            _write(source, tmp, plan.container, audio, rate, audio_bitrate, metadata)
     return MuxResult(path=target, duration=duration, audio_sample_rate=rate, audio_channels=channels,
                      mixed_original=original is not None, normalized=normalized, reencoded=plan.reencode)
+
+
+def generation_metadata(settings: dict[str, Any] | None = None, prompt: Any = None,
+                        workflow: Any = None) -> dict[str, str]:
+    """Container tags for a generated file, as ComfyUI's SaveVideo writes them: ``prompt`` (the API graph) and
+    ``workflow`` (the editor's graph) as JSON, plus ``vssflow`` with the generation settings (seed, solver,
+    checkpoint, ...) so a take can be regenerated alone."""
+    import json
+
+    tags = {}
+    for key, value in (("prompt", prompt), ("workflow", workflow), ("vssflow", settings)):
+        if value is not None:
+            tags[key] = json.dumps(value, sort_keys=key == "vssflow", default=str)
+    return tags
