@@ -301,13 +301,13 @@ def _first_pass(g: Graph, video_loader: dict, seed: int, takes: int) -> dict:
 
 def fix_a_range(defs):
     g = Graph(defs)
-    _note(g, "Fix a range: keep a track and generate only 2.0-3.5 s of it again. The first pass makes four takes "
+    _note(g, "Fix a range: keep a track and generate only 2.0-3.5 s of it again. The first pass makes two takes "
              "(Vocoder Decode plays each; Pick Take chooses one and shows its seed); Edit Existing Audio keeps that "
              "take sample for sample outside the range, and the second sampler generates the range to fit what is "
              "around it. Several ranges: 2-3.5, 5-6.\n\nYour own track: connect a Load Audio (a previous output, or "
              "any recording of this clip) to Edit Existing Audio instead of Pick Take.\n\n" + MODELS, height=330)
     loader = _loader(g, "demo_videos/bouncing.mp4")
-    decode = _first_pass(g, loader, seed=5, takes=4)
+    decode = _first_pass(g, loader, seed=5, takes=2)
     pick = g.add("VSSFlowPickTake", (EDIT_COL, 280), [2], size=(340, 200))
     g.connect(decode, "audio", pick, "audio")
     _second_pass(g, (pick, "audio"), loader, regenerate="2.0-3.5", strength=1.0, seed=21,

@@ -49,7 +49,9 @@ def test_fix_a_range_keeps_the_picked_take_outside_the_range(comfy, info, tiny_m
     first_seed = next(n for n in prompt.values() if n["class_type"] == "VSSFlowSampler"
                       and n["inputs"]["batch_size"] > 1)["inputs"]["seed"]
     take = prompt[only(prompt, "VSSFlowPickTake")]["inputs"]["take"]
-    assert pick["text"] == [f"take {take} of 4, seed {first_seed + take - 1}"]
+    takes = next(n for n in prompt.values() if n["class_type"] == "VSSFlowSampler"
+                 and n["inputs"]["batch_size"] > 1)["inputs"]["batch_size"]
+    assert pick["text"] == [f"take {take} of {takes}, seed {first_seed + take - 1}"]
     (preview,) = pick["audio"]
     picked, _ = sf.read(io.BytesIO(comfy.view(preview["filename"], preview["subfolder"], "temp")), dtype="float32")
     fixed, rate = sf.read(str(wav), dtype="float32")
