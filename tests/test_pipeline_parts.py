@@ -16,6 +16,7 @@ from vssflow_core.components import PipelineComponents, PipelineConfigError
 from vssflow_core.loading import component_path, load_components, load_network
 from vssflow_core.pipeline import VSSFlowPipeline
 from vssflow_core.text.track import PhonemeTrack, phoneme_frame_ids, phoneme_track
+from vssflow_core.video import clip_frames, synchformer_frames
 from vssflow_core.video.synthetic import make_counter_video
 from vssflow_core.weights.hub import MissingWeightsError, resolve_any
 
@@ -54,6 +55,28 @@ def test_components_are_checked_on_their_own(parts):
     with pytest.raises(PipelineConfigError, match="vocoder makes 160 samples per frame at 16000 Hz"):
         PipelineComponents(parts.clip, parts.synchformer, parts.vae, parts.vocoder,
                            sequence=replace(SEQUENCE, sample_rate=22_050))
+
+
+def test_the_configured_frame_rates_reach_the_frame_samplers(parts, tmp_path, monkeypatch):
+    """Components made with another sequence configuration sample each window's frames at its rates."""
+    seq = replace(SEQUENCE, clip_fps=5, synch_fps=20)
+    other = PipelineComponents(parts.clip, parts.synchformer, parts.vae, parts.vocoder, sequence=seq)
+    sampled = {}
+
+    def recording(name, sampler):
+        def sample(*args, **kwargs):
+            sampled[name] = sampler(*args, **kwargs)
+            return sampled[name]
+        return sample
+
+    monkeypatch.setattr("vssflow_core.components.clip_frames", recording("clip", clip_frames))
+    monkeypatch.setattr("vssflow_core.components.synchformer_frames", recording("synch", synchformer_frames))
+    visual = other.encode_video(make_counter_video(tmp_path / "c.mp4", 50, 25))
+    for name, fps in (("clip", seq.clip_fps), ("synch", seq.synch_fps)):
+        frames = sampled[name]
+        count = round(seq.duration_sec * fps)
+        assert frames.fps == fps and list(frames.times) == pytest.approx([k / fps for k in range(count)])
+    assert visual.clip.shape[1] == seq.clip_frames and visual.synch.shape[1] == seq.synch_segments
 
 
 def test_phoneme_track_waits_for_the_clip():

@@ -131,10 +131,12 @@ class PipelineComponents:
         """CLIP ``[1, 100, D]`` and Synchformer ``[1, 30, 8, D]`` features of the window starting ``start`` seconds
         into an open frame source (black frames past its end)."""
         window = self.sequence.duration_sec
-        clip_in = clip_frames(source, start=start, duration=window, size=self.clip.config.input_resolution)
+        clip_in = clip_frames(source, start=start, duration=window, fps=self.sequence.clip_fps,
+                              size=self.clip.config.input_resolution)
         clip = self.clip.encode_frames(clip_in.frames, batch_size=clip_batch_size, channels_last=True)
         del clip_in  # one window's frames at a time
-        synch_in = synchformer_frames(source, start=start, duration=window, size=self.synchformer.config.img_size)
+        synch_in = synchformer_frames(source, start=start, duration=window, fps=self.sequence.synch_fps,
+                                      size=self.synchformer.config.img_size)
         synch = self.synchformer.encode_video(synch_in.frames, batch_size=synch_batch_size,
                                               num_frames=self.sequence.synch_frames, channels_last=True,
                                               sequence=self.sequence)
@@ -207,10 +209,6 @@ def compatibility_problems(components: PipelineComponents, model: VSSFlow | None
     fit."""
     seq, problems = components.sequence, []
     synchformer, vae = components.synchformer.config, components.vae.config
-    if (seq.clip_fps, seq.synch_fps) != (SEQUENCE.clip_fps, SEQUENCE.synch_fps):
-        # the frame samplers' presets (video.clip_frames / synchformer_frames) take the official rates only
-        problems.append(f"the video is sampled at {SEQUENCE.clip_fps} fps for CLIP and {SEQUENCE.synch_fps} fps for "
-                        f"Synchformer, the sequence configuration asks {seq.clip_fps} and {seq.synch_fps}")
     if synchformer.num_frames != seq.synch_segment_frames:
         problems.append(f"Synchformer takes {synchformer.num_frames}-frame segments, the window is cut "
                         f"into {seq.synch_segment_frames}-frame segments")

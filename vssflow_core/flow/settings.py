@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from .guidance import OFFICIAL_GUIDANCE_SCALE
 from .schedules import check_schedule
 from .solvers import (DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER, MAX_EVALUATIONS, OFFICIAL_ATOL,
-                      OFFICIAL_RTOL, SOLVER_NAMES, Dopri5Solver, FixedStepSolver, check_fixed_steps, make_solver)
+                      OFFICIAL_RTOL, Dopri5Solver, FixedStepSolver, check_fixed_steps, check_solver, make_solver)
 
 __all__ = ["SamplerSettings", "SamplingStats", "SAMPLER_METADATA_KEY", "recommended_settings", "sampler_metadata"]
 
@@ -44,8 +44,7 @@ class SamplerSettings:
     max_evaluations: int = MAX_EVALUATIONS
 
     def __post_init__(self) -> None:
-        if self.solver not in SOLVER_NAMES:
-            raise ValueError(f"unknown solver '{self.solver}'; choose one of {', '.join(SOLVER_NAMES)}")
+        check_solver(self.solver)
         check_schedule(self.schedule)
         object.__setattr__(self, "steps", check_fixed_steps(self.steps))  # bounded even when dopri5 ignores it
         if not math.isfinite(self.guidance_scale):

@@ -290,7 +290,7 @@ def _quartic_interpolation(y0, y1, y_mid, f0, f1, h: float, s: float) -> torch.T
     return y0 + s * (d + s * (c + s * (b + s * a)))
 
 
-SOLVER_NAMES = ("euler", "midpoint", "heun", "rk4", "ab2", "dopri5")
+SOLVER_NAMES = (*_STEP_FUNCTIONS, "dopri5")  # the fixed-step table and the adaptive solver: the one list
 
 OFFICIAL_SOLVER = "dopri5"  # torchdiffeq's, through flow_matching's ODESolver
 OFFICIAL_ATOL = 1e-5
@@ -306,8 +306,14 @@ def make_solver(name: str, steps: int = DEFAULT_FIXED_STEPS, atol: float = OFFIC
                 schedule: str = UNIFORM, max_evaluations: int = MAX_EVALUATIONS) -> FixedStepSolver | Dopri5Solver:
     """A solver by name: fixed-step ones use ``steps`` on the ``schedule``'s grid; dopri5 uses ``atol``/``rtol``
     and at most ``max_evaluations`` velocity evaluations."""
-    if name == "dopri5":
+    if check_solver(name) == "dopri5":
         return Dopri5Solver(atol=atol, rtol=rtol, max_evaluations=max_evaluations)
-    if name in _STEP_FUNCTIONS:
-        return FixedStepSolver(name, steps, schedule)
-    raise ValueError(f"unknown solver '{name}'; choose one of {list(SOLVER_NAMES)}")
+    return FixedStepSolver(name, steps, schedule)
+
+
+def check_solver(name: str) -> str:
+    """``name`` when it is one of :data:`SOLVER_NAMES`; otherwise a ValueError listing them (the one solver-name
+    check, for :func:`make_solver` and :class:`~.settings.SamplerSettings`)."""
+    if name not in SOLVER_NAMES:
+        raise ValueError(f"unknown solver '{name}'; choose one of {', '.join(SOLVER_NAMES)}")
+    return name

@@ -153,20 +153,22 @@ def _finish(frames: torch.Tensor, layout: str, dtype: torch.dtype) -> torch.Tens
 
 
 def clip_frames(
-    source: Any, start: float = 0.0, duration: float | None = SEQUENCE.duration_sec, **kwargs: Any
+    source: Any, start: float = 0.0, duration: float | None = SEQUENCE.duration_sec, *,
+    fps: float = SEQUENCE.clip_fps, **kwargs: Any
 ) -> VideoFrames:
-    """CLIP input frames: ``SEQUENCE.clip_fps`` (10 fps) over the 10 s window, 224x224 stretched (no crop), black
-    padding past the end, official index rule for constant-rate video (spec 7.1)."""
+    """CLIP input frames: ``fps`` (the sequence configuration's ``clip_fps``, 10 fps) over the 10 s window, 224x224
+    stretched (no crop), black padding past the end, official index rule for constant-rate video (spec 7.1)."""
     kwargs.setdefault("size", CLIP_IMAGE_SIZE)
     kwargs.setdefault("resize", "stretch")
-    return sample_frames(source, SEQUENCE.clip_fps, start=start, duration=duration, **kwargs)
+    return sample_frames(source, fps, start=start, duration=duration, **kwargs)
 
 
 def synchformer_frames(
-    source: Any, start: float = 0.0, duration: float | None = SEQUENCE.duration_sec, **kwargs: Any
+    source: Any, start: float = 0.0, duration: float | None = SEQUENCE.duration_sec, *,
+    fps: float = SEQUENCE.synch_fps, **kwargs: Any
 ) -> VideoFrames:
-    """Synchformer input frames: ``SEQUENCE.synch_fps`` (25 fps) over the 10 s window, short side 224 then centre crop
-    224, zero padding past the end (spec 7.2).
+    """Synchformer input frames: ``fps`` (the sequence configuration's ``synch_fps``, 25 fps) over the 10 s window,
+    short side 224 then centre crop 224, zero padding past the end (spec 7.2).
 
     The official extractor decodes through FFmpeg's ``fps=25`` filter, so that filter's selection is the default rule;
     on 25 fps sources it is the identity.
@@ -174,4 +176,4 @@ def synchformer_frames(
     kwargs.setdefault("size", SYNCHFORMER_IMAGE_SIZE)
     kwargs.setdefault("resize", "short_side_center_crop")
     kwargs.setdefault("rule", "fps_filter")
-    return sample_frames(source, SEQUENCE.synch_fps, start=start, duration=duration, **kwargs)
+    return sample_frames(source, fps, start=start, duration=duration, **kwargs)
