@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -43,7 +43,9 @@ from .model.vssflow import Conditions, VSSFlow
 from .progress import check_interrupted
 from .results import GeneratedAudio, ProgressCallback, SampledLatent, SamplingProgress, VisualFeatures
 from .text import silent_frame_ids
-from .text.track import phoneme_track
+from .line_windows import speech_lines, speech_plan, window_voices
+from .speech_only import gate_outside_lines, speech_only_visuals
+from .text.speech import SpeechTrack, one_line_track, voice_key
 from .video import as_frame_source
 from .windows import AudioJoiner, KnownFrames, WindowPlan, window_plan, window_progress, window_seed
 
@@ -235,19 +237,53 @@ class VSSFlowPipeline:
         seed: int = 0,
         settings: SamplerSettings = SamplerSettings(),
         callback: ProgressCallback | None = None,
+        speech_mask: torch.Tensor | None = None,
     ) -> SampledLatent:
         """Sample every window of ``visual`` (see :meth:`sample`), each continuing the one before it or on its own,
         by the plan's seam strategy.
+
+        ``speaker`` is one embedding ``[speaker_dim]`` or one per window ``[windows, speaker_dim]``
+        (:meth:`window_speakers`); ``speech_mask`` ``[T]`` (the speech track's lines on the timeline) drops the scene
+        conditions outside the lines (:func:`~vssflow_core.speech_only.speech_only_visuals`).
 
         ``phone_ids`` ``[T]`` and ``lip`` ``[T, lip_dim]`` lie on the plan's timeline (``T =
         plan.timeline.latent_length``, as :func:`~vssflow_core.text.track.phoneme_frame_ids` and
         :meth:`lip_features` give them).  The latent is ``[B, windows, 128, L]``, or ``[B, 128, L]`` for one window.
         """
         plan = visual.plan
-        windows = _WindowSampler(self, plan, phone_ids, speaker, lip, batch_size, seed, settings, callback)
+        windows = _WindowSampler(self, plan, phone_ids, speaker, lip, batch_size, seed, settings, callback,
+                                 speech_mask)
         latents = [windows.sample(k, visual.clip[k:k + 1], visual.synch[k:k + 1]) for k in range(plan.count)]
         latent = latents[0] if plan.count == 1 else torch.stack(latents, dim=1)
         return SampledLatent(latent=latent, stats=windows.stats, plan=plan)
+
+    def speech_conditions(self, plan: WindowPlan, track: SpeechTrack, voices: Mapping[str, Any] | None = None,
+                          speaker: Any = None, speech_only: bool = False
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """What a speech track gives the sampler on a window plan: the phoneme ids on the timeline, one speaker
+        embedding per window, and the speech-only mask (None: with the picture's sound effects).  The plan must keep
+        every line inside one window (:func:`~vssflow_core.line_windows.check_line_plan`): a plan made without the
+        track is refused with the lines it cuts."""
+        from .line_windows import LinePlanError, check_line_plan
+
+        voices = {**dict(track.references), **dict(voices or {})}
+        lines = [(s, e if e is not None else plan.duration, v) for s, e, v in speech_lines(track, voices)]
+        try:
+            check_line_plan(plan, lines)
+        except LinePlanError as exc:
+            raise LinePlanError(f"{exc}; plan the windows with the speech track (give it to the Visual Encoder, or "
+                                "make the plan with vssflow_core.line_windows.speech_plan)") from None
+        mask = track.speech_mask_on(plan) if speech_only else None
+        return track.frame_ids_on(plan), self.window_speakers(plan, track, voices, speaker), mask
+
+    def window_speakers(self, plan: WindowPlan, track: SpeechTrack, voices: Mapping[str, Any] | None = None,
+                        speaker: Any = None) -> torch.Tensor:
+        """One speaker embedding per window ``[windows, speaker_dim]``: the reference of the voice whose lines the
+        window generates (``voices``: name -> reference), else ``speaker`` (zeros without one)."""
+        default = self.speaker_embedding(speaker)
+        embeddings = {voice_key(name): self.speaker_embedding(ref) for name, ref in (voices or {}).items()}
+        per_window = window_voices(plan, speech_lines(track, embeddings))
+        return torch.stack([embeddings[v] if v is not None else default for v in per_window])
 
     # ---------------------------------------------------------------------------------------------------- all at once
 
@@ -268,6 +304,9 @@ class VSSFlowPipeline:
         max_duration: float | None = None,
         windows: WindowConfig = WINDOWS,
         plan: WindowPlan | None = None,
+        speech: SpeechTrack | None = None,
+        voices: Mapping[str, Any] | None = None,
+        speech_only: bool = False,
     ) -> GeneratedAudio:
         """Every stage in order, for a video of any length up to ``max_duration`` seconds (None: the configured
         maximum).  Cheap checks (length, transcript, lip file, speaker) run before the expensive encoders; then each
@@ -276,22 +315,41 @@ class VSSFlowPipeline:
 
         ``video`` may be a frame source the caller opened (it is left open); ``plan`` the window plan the caller
         already made for it (:func:`~vssflow_core.windows.window_plan`; then ``windows`` and ``max_duration`` are
-        the plan's), else it is made here once the duration is known, and every stage takes it."""
+        the plan's), else it is made here once the duration is known, and every stage takes it.
+
+        The speech is ``transcript`` over ``[speech_start, speech_end]``, or ``speech``, a track of several lines
+        (:mod:`vssflow_core.text.speech`) whose voices name the references in ``voices`` (name -> reference, as
+        ``speaker`` takes it; ``speaker`` is then the voice of lines without a named one).  The windows are placed so
+        that no seam cuts a line and each window speaks in one voice (:mod:`vssflow_core.line_windows`).
+        ``speech_only`` gives the speech without the picture's sound effects: the track is silenced outside the
+        lines (:func:`~vssflow_core.speech_only.gate_outside_lines`; measured against dropping the scene conditions
+        in the README)."""
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         sequence = self.components.sequence
         if plan is not None and plan.sequence != sequence:
             raise ValueError("the window plan was made for other time axes than the loaded components'; make it with "
                              "the components' sequence configuration")
+        if speech is not None and transcript is not None and transcript.strip():
+            raise ValueError("give the speech either as a transcript or as a speech track of lines, not both")
+        references = {**dict(speech.references if speech is not None else ()), **dict(voices or {})}
+        if speech is not None:
+            speech.check_voices(references)
+        elif references:
+            raise ValueError("voice references name the voices of a speech track's lines; give the lines (speech=) "
+                             "or a single speaker reference (speaker=)")
         source, owned = as_frame_source(video, fps=fps)
         try:
-            plan = plan or window_plan(source.end_time, sequence, windows, max_duration)
-            phone_ids = phoneme_track(transcript, speech_start, speech_end, plan.duration,
-                                      sequence=sequence).frame_ids_on(plan)
+            duration = window_plan(source.end_time, sequence, windows, max_duration).duration if plan is None \
+                else plan.duration
+            track = speech if speech is not None else one_line_track(transcript, speech_start, speech_end, duration,
+                                                                     sequence=sequence, windows=windows)
+            plan = plan or speech_plan(duration, track, references, sequence, windows, max_duration)
+            phone_ids = track.frame_ids_on(plan)
             lip_features = self.lip_features(lip, plan)
-            speaker_vector = self.speaker_embedding(speaker)
-            sampler = _WindowSampler(self, plan, phone_ids, speaker_vector, lip_features, batch_size, seed, settings,
-                                     callback)
+            _, speakers, mask = self.speech_conditions(plan, track, references, speaker)
+            sampler = _WindowSampler(self, plan, phone_ids, speakers, lip_features, batch_size, seed, settings,
+                                     callback, mask)
             joiner = AudioJoiner(plan, batch_size)
             for k, start in enumerate(plan.starts):
                 check_interrupted()  # between windows too (each stage also checks inside its own loops)
@@ -300,8 +358,12 @@ class VSSFlowPipeline:
         finally:
             if owned:
                 source.close()
-        return GeneratedAudio(waveform=joiner.result(), sample_rate=self.components.sample_rate,
-                              duration=plan.duration, stats=sampler.stats)
+        waveform = joiner.result()
+        if speech_only:
+            waveform = gate_outside_lines(waveform, [line.interval(plan.duration) for line in track.lines],
+                                          self.components.sample_rate)
+        return GeneratedAudio(waveform=waveform, sample_rate=self.components.sample_rate, duration=plan.duration,
+                              stats=sampler.stats)
 
 
 class _WindowSampler:
@@ -310,7 +372,8 @@ class _WindowSampler:
 
     def __init__(self, pipe: VSSFlowPipeline, plan: WindowPlan, phone_ids: torch.Tensor | None,
                  speaker: torch.Tensor | None, lip: torch.Tensor | None, batch_size: int, seed: int,
-                 settings: SamplerSettings, callback: ProgressCallback | None):
+                 settings: SamplerSettings, callback: ProgressCallback | None,
+                 speech_mask: torch.Tensor | None = None):
         timeline = plan.timeline.latent_length
         self.phone_ids = silent_frame_ids(plan.timeline) if phone_ids is None else phone_ids
         self.lip = zero_lip_features(timeline, pipe.model.cfg.lip_dim) if lip is None else lip
@@ -319,7 +382,10 @@ class _WindowSampler:
                 raise ValueError(f"{name} cover {track.shape[0]} latent frames, the {plan.count} window(s) of a "
                                  f"{plan.duration:.2f} s clip need {timeline}; make them for this clip's duration")
         self.pipe, self.plan, self.speaker, self.batch_size, self.seed = pipe, plan, speaker, batch_size, seed
-        self.settings, self.callback = settings, callback
+        self.settings, self.callback, self.speech_mask = settings, callback, speech_mask
+        if speaker is not None and speaker.dim() == 2 and speaker.shape[0] != plan.count:
+            raise ValueError(f"{speaker.shape[0]} speaker embeddings for {plan.count} windows; give one, or one per "
+                             "window")
         self.stats: SamplingStats | None = None
         self.previous: torch.Tensor | None = None
 
@@ -327,7 +393,11 @@ class _WindowSampler:
         """Window ``k``'s latent ``[B, 128, L]`` from its CLIP ``[1, 100, D]`` and Synchformer ``[1, 30, 8, D]``
         features (windows come in order: each may continue the one before)."""
         plan = self.plan
-        conditions = self.pipe._conditions(clip, synch, plan.window_slice(self.phone_ids, k), self.speaker,
+        if self.speech_mask is not None:  # speech alone: what drives the sound effects as the unconditional inputs
+            clip, synch = speech_only_visuals(clip, synch, plan.window_slice(self.speech_mask, k),
+                                              plan.sequence.latent_rate)
+        speaker = self.speaker[k] if self.speaker is not None and self.speaker.dim() == 2 else self.speaker
+        conditions = self.pipe._conditions(clip, synch, plan.window_slice(self.phone_ids, k), speaker,
                                            plan.window_slice(self.lip, k), self.batch_size)
         known = None
         if self.previous is not None and plan.windows.seam == "continue":
