@@ -76,6 +76,7 @@ class Latent:
     evaluations: int
     plan: WindowPlan | None = None  # where the windows lie (None: the one window of a short clip)
     edit: Any = None  # the AudioEdit it was sampled with (decoding puts its kept track back)
+    speech_only: tuple = ()  # (start, end) of the lines when only speech is wanted: decoding silences the rest
 
 
 def _bytes(modules: Iterable[torch.nn.Module]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import comfy_bridge
+from ..vssflow_core.speech_only import gate_outside_lines
 from .comfy_bridge import io
 from .common import CATEGORY, ComponentsType, LatentType, on_device
 from .edit import SETTINGS_KEY, audio_settings
@@ -34,6 +35,8 @@ def decode_audio(vssflow_components, latent) -> dict:
     with on_device([parts.vae, parts.vocoder], vssflow_components.load_device, vssflow_components.offload_device):
         # [B, samples], float32 on the CPU; an edit's kept track put back outside its ranges
         waveform = parts.decode(latent.latent, latent.duration, latent.plan, edit=latent.edit)
+    if latent.speech_only:  # the sampler's speech_only: silence outside the lines
+        waveform = gate_outside_lines(waveform, list(latent.speech_only), parts.sample_rate)
     # the seeds ride along, so Pick Take can report a take's seed and the mux can tag the video with it
     return {"waveform": waveform.unsqueeze(1).contiguous(), "sample_rate": parts.sample_rate,
             SETTINGS_KEY: audio_settings(latent)}

@@ -8,7 +8,7 @@ from ..vssflow_core.flow.solvers import (DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, 
 from ..vssflow_core.flow.guidance import OFFICIAL_GUIDANCE_SCALE
 from ..vssflow_core.flow.settings import SamplerSettings
 from ..vssflow_core.pipeline import VSSFlowPipeline
-from ..vssflow_core.text.track import PhonemeTrack
+from ..vssflow_core.text.speech import SpeechTrack
 from . import comfy_bridge
 from .comfy_bridge import io
 from .common import (CATEGORY, SEARCH_ALIASES, ComponentsType, Latent, LatentType, ModelType, PhonemesType,
@@ -58,6 +58,9 @@ class VSSFlowSampler(io.ComfyNode):
                                  tooltip=f"{what} tolerance of dopri5's adaptive steps (official: {value:g}); "
                                          "looser is faster and coarser. Unused by the fixed-step solvers.")
                   for name, value, what in (("atol", OFFICIAL_ATOL, "Absolute"), ("rtol", OFFICIAL_RTOL, "Relative"))),
+                io.Boolean.Input("speech_only", default=False, optional=True,
+                                 tooltip="Speech alone, without the picture's sound effects: the decoded sound is "
+                                         "silenced outside the lines."),
             ],
             outputs=[LatentType.Output("latent", tooltip="The audio latents, for Vocoder Decode.")],
             hidden=[io.Hidden.unique_id],
@@ -67,31 +70,35 @@ class VSSFlowSampler(io.ComfyNode):
     def execute(cls, vssflow_model, vssflow_components, visual_features, seed: int, steps: int,
                 guidance_scale: float, solver: str, batch_size: int, phonemes=None, speaker_reference=None,
                 schedule: str = DEFAULT_SCHEDULE, atol: float = OFFICIAL_ATOL,
-                rtol: float = OFFICIAL_RTOL) -> io.NodeOutput:
+                rtol: float = OFFICIAL_RTOL, speech_only: bool = False) -> io.NodeOutput:
         return io.NodeOutput(sample_latent(vssflow_model, vssflow_components, visual_features, seed, steps,
                                            guidance_scale, solver, batch_size, phonemes, speaker_reference, schedule,
-                                           atol, rtol, node_id=comfy_bridge.node_id(cls)))
+                                           atol, rtol, node_id=comfy_bridge.node_id(cls), speech_only=speech_only))
 
 
 def sample_latent(vssflow_model, vssflow_components, visual_features, seed: int, steps: int, guidance_scale: float,
                   solver: str, batch_size: int, phonemes=None, speaker_reference=None,
                   schedule: str = DEFAULT_SCHEDULE, atol: float = OFFICIAL_ATOL, rtol: float = OFFICIAL_RTOL, *,
-                  node_id: str | None = None) -> Latent:
+                  node_id: str | None = None, speech_only: bool = False) -> Latent:
     """The sampler's work (also done by Add Sound to Video); progress is shown on node ``node_id``."""
-    track = phonemes if phonemes is not None else PhonemeTrack()
+    track = phonemes if phonemes is not None else SpeechTrack()
     # on the clip's whole timeline, cut per window by sample_windows; checks the speech window against the clip
-    phone_ids = track.frame_ids_on(visual_features.plan)
+    track.frame_ids_on(visual_features.plan)
     parts = vssflow_components.components
     modules = [vssflow_model.model]
-    if speaker_reference is not None and parts.rawnet3 is not None:
+    if (speaker_reference is not None or track.references) and parts.rawnet3 is not None:
         modules.append(parts.rawnet3)
     with on_device(modules, vssflow_model.load_device, vssflow_model.offload_device):
         pipe = VSSFlowPipeline(vssflow_model.model, parts)
-        speaker = pipe.speaker_embedding(speaker_reference)
+        # the lines' phoneme ids, one speaker per window (the voices' references), the speech-only mask
+        phone_ids, speakers, mask = pipe.speech_conditions(visual_features.plan, track, speaker=speaker_reference)
         settings = SamplerSettings(solver=solver, steps=steps, schedule=schedule, guidance_scale=guidance_scale,
                                    atol=atol, rtol=rtol)
-        sampled = pipe.sample_windows(visual_features, phone_ids, speaker, batch_size=batch_size, seed=seed,
-                                      settings=settings, callback=comfy_bridge.step_reporter(node_id))
+        sampled = pipe.sample_windows(visual_features, phone_ids, speakers, batch_size=batch_size, seed=seed,
+                                      settings=settings, callback=comfy_bridge.step_reporter(node_id),
+                                      speech_mask=mask)
     stats = sampled.stats
     return Latent(latent=sampled.latent.cpu(), duration=visual_features.duration, seeds=list(stats.seeds),
-                  solver=stats.solver, steps=stats.steps, evaluations=stats.evaluations, plan=sampled.plan)
+                  solver=stats.solver, steps=stats.steps, evaluations=stats.evaluations, plan=sampled.plan,
+                  speech_only=tuple(line.interval(visual_features.duration) for line in track.lines)
+                  if speech_only else ())

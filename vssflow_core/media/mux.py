@@ -350,3 +350,53 @@ def generation_metadata(settings: dict[str, Any] | None = None, prompt: Any = No
         if value is not None:
             tags[key] = json.dumps(value, sort_keys=key == "vssflow", default=str)
     return tags
+
+
+# A minimal ASS header: FFmpeg's mov_text writer reads the default style from it (the tx3g sample description).
+_MOV_TEXT_HEADER = (
+    "[Script Info]\r\nScriptType: v4.00+\r\nPlayResX: 384\r\nPlayResY: 288\r\n\r\n[V4+ Styles]\r\nFormat: Name, "
+    "Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, "
+    "StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, "
+    "Encoding\r\nStyle: Default,Arial,16,&Hffffff,&Hffffff,&H0,&H0,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,0\r\n\r\n"
+    "[Events]\r\nFormat: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\r\n")
+
+
+def add_subtitle_track(path: str | os.PathLike, cues: list[tuple[float, float, str]], language: str = "eng") -> Path:
+    """Rewrite the MP4/MOV ``path`` (atomically, in place) with a soft subtitle track (mov_text) of ``cues``
+    ``(start, end, text)`` in seconds, every other stream copied as it is: players show what is said."""
+    import struct
+
+    import av
+
+    path = Path(path)
+    if path.suffix.lower() not in (".mp4", ".mov", ".m4v"):
+        raise ValueError(f"a mov_text subtitle track needs an .mp4 or .mov file, not {path.suffix}; write a sidecar "
+                         ".srt instead")
+    millis = Fraction(1, 1000)
+    with atomic_output(path, overwrite=True) as tmp:
+        with _open(path) as src, av.open(str(tmp), "w", format="mp4" if path.suffix.lower() != ".mov" else "mov") \
+                as out:
+            out.metadata.update(src.metadata)
+            copied = {s.index: out.add_stream_from_template(s, opaque=True) for s in src.streams
+                      if s.type in ("video", "audio")}
+            for s in src.streams:
+                if s.index in copied:
+                    copied[s.index].metadata.update(s.metadata)
+            text = out.add_stream("mov_text")
+            text.codec_context.subtitle_header = _MOV_TEXT_HEADER.encode()
+            text.time_base = millis
+            text.metadata["language"] = language
+            for packet in src.demux(*[s for s in src.streams if s.index in copied]):
+                check_interrupted()
+                if packet.dts is None:
+                    continue
+                packet.stream = copied[packet.stream.index]
+                out.mux(packet)
+            for start, end, words in sorted(cues):
+                data = words.encode("utf-8")[:65535]
+                packet = av.Packet(struct.pack(">H", len(data)) + data)  # tx3g sample: length, then the text
+                packet.stream, packet.time_base = text, millis
+                packet.pts = packet.dts = round(start * 1000)
+                packet.duration = max(1, round((end - start) * 1000))
+                out.mux(packet)
+    return path
