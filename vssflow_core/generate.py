@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     io_.add_argument("--wav", help="also (or only) write the generated sound as .wav or .flac (16 kHz mono)")
     io_.add_argument("--max-duration", type=float, default=WINDOWS.max_duration_sec, metavar="SECONDS",
                      help=f"refuse videos longer than this (default {WINDOWS.max_duration_sec:g} s)")
+    io_.add_argument("--srt", metavar="OUT.srt", help="also write the spoken lines as a sidecar subtitle file")
+    io_.add_argument("--subtitle-track", action="store_true",
+                     help="put the spoken lines into the output video as a soft subtitle track (mp4/mov)")
     io_.add_argument("--mix-original", action="store_true",
                      help="mix the video's own soundtrack into the output video (not into --wav)")
     io_.add_argument("--original-gain", type=float, default=1.0, help="linear gain of the original soundtrack")
@@ -55,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     cond.add_argument("--transcript", help="words to be spoken (English text or ARPAbet); leave out for sound only")
     cond.add_argument("--speech-start", type=float, default=None, help="second where speech starts (default 0)")
     cond.add_argument("--speech-end", type=float, default=None, help="second where speech ends (default: clip end)")
+    cond.add_argument("--subtitles", metavar="FILE",
+                      help="the lines to speak, each at its own time: an .srt or .vtt file (voices from WebVTT <v Name> "
+                           "or an SRT 'NAME:' prefix); instead of --transcript")
+    cond.add_argument("--voice", action="append", default=[], metavar="NAME=REF",
+                      help="reference recording of the voice NAME of the subtitles (repeatable)")
+    cond.add_argument("--speech-only", action="store_true",
+                      help="speech alone, without the picture's sound effects")
     cond.add_argument("--speaker", help="reference recording of the voice to imitate (wav, flac, mp3, m4a...)")
     cond.add_argument("--lip", help="precomputed AV-HuBERT lip features, .npy or .safetensors [frames, 1024] @ 25 fps")
 
@@ -121,6 +131,7 @@ def _check_args(args: argparse.Namespace) -> None:
                          "effects only")
     if (args.speech_start is not None or args.speech_end is not None) and not (args.transcript or "").strip():
         raise ValueError("--speech-start/--speech-end place a transcript in time; give --transcript too")
+    _check_speech_args(args)
     for flag, value in (("--speaker", args.speaker), ("--lip", args.lip)):
         if value is not None and not Path(value).expanduser().is_file():
             raise FileNotFoundError(f"{flag}: no such file: {value}")
@@ -183,11 +194,60 @@ class _ProgressBar:
         self.bar.close()
 
 
+def _voices(args: argparse.Namespace) -> dict[str, str]:
+    voices = {}
+    for item in args.voice:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ValueError(f"--voice {item!r}: write it as NAME=reference.wav, NAME as the subtitles name the voice")
+        if not Path(path).expanduser().is_file():
+            raise FileNotFoundError(f"--voice {name}: no such file: {path}")
+        voices[name.strip()] = path
+    return voices
+
+
+def _check_speech_args(args: argparse.Namespace) -> None:
+    if args.subtitles is not None:
+        if args.transcript is not None:
+            raise ValueError("give the speech either as --transcript or as --subtitles, not both")
+        if not Path(args.subtitles).expanduser().is_file():
+            raise FileNotFoundError(f"--subtitles: no such file: {args.subtitles}")
+    elif args.voice:
+        raise ValueError("--voice names a voice of the subtitles; give --subtitles too (or --speaker for one voice)")
+    _voices(args)
+    if args.speech_only and args.subtitles is None and not (args.transcript or "").strip():
+        raise ValueError("--speech-only needs speech: give --transcript or --subtitles")
+    if args.subtitle_track and not (args.output and Path(args.output).suffix.lower() in (".mp4", ".mov")):
+        raise ValueError("--subtitle-track needs an .mp4 or .mov output (-o); use --srt for a sidecar file")
+    if args.srt is not None:
+        srt = Path(args.srt).expanduser()
+        if srt.suffix.lower() != ".srt":
+            raise ValueError(f"--srt {args.srt}: the sidecar subtitle file must end in .srt")
+        if srt.exists():
+            raise FileExistsError(f"{srt} already exists and is never overwritten; choose another name or move the "
+                                  "file away")
+
+
+def _speech_track(args: argparse.Namespace, duration: float):
+    """The lines to speak: the subtitles, or the transcript over its window (checked against the clip)."""
+    from .text.speech import one_line_track
+    from .text.subtitles import read_subtitles
+
+    if args.subtitles is not None:
+        track = read_subtitles(Path(args.subtitles).expanduser(), duration=duration)
+    else:
+        track = one_line_track(args.transcript, args.speech_start, args.speech_end, duration)
+    voices = _voices(args)
+    return track.with_references(voices) if voices else track
+
+
 def run(args: argparse.Namespace) -> int:
     from .media import mux_audio, write_audio
     from .media.together import written_together
     from .pipeline import VSSFlowPipeline
-    from .text.track import phoneme_track
+    from .line_windows import speech_plan
+    from .media.mux import add_subtitle_track
+    from .text.subtitles import track_to_srt
     from .video import open_video
     from .windows import window_plan
 
@@ -199,21 +259,24 @@ def run(args: argparse.Namespace) -> int:
     # Cheap checks first: the video opens and is not too long, the transcript is pronounceable in its window.  The
     # opened video and its window plan are what the pipeline then works on.
     with open_video(args.video) as source:
-        plan = window_plan(source.end_time, max_duration=args.max_duration)
-        phoneme_track(args.transcript, args.speech_start, args.speech_end, plan.duration).frame_ids_on(plan)
+        duration = window_plan(source.end_time, max_duration=args.max_duration).duration
+        track = _speech_track(args, duration)
+        # windows placed so that no seam cuts a line and each window speaks in one voice
+        plan = speech_plan(duration, track, dict(track.references), max_duration=args.max_duration)
+        track.frame_ids_on(plan)
         video_out = _plan_video_output(args)
 
         started = time.perf_counter()
         pipe = VSSFlowPipeline.load(
             args.checkpoint, models_dir=args.models_dir, clip=args.clip_path, synchformer=args.synchformer_path,
-            vae=args.vae_path, vocoder=args.vocoder_path, rawnet3=args.rawnet3_path, speaker=bool(args.speaker),
+            vae=args.vae_path, vocoder=args.vocoder_path, rawnet3=args.rawnet3_path,
+            speaker=bool(args.speaker or args.voice),
             download=args.download, device=args.device, dtype=_DTYPES[args.dtype], encoder_dtype=args.encoder_dtype,
         )
         progress = _ProgressBar(settings.solver, enabled=not args.quiet)
         try:
-            audio = pipe.generate(source, args.transcript, speech_start=args.speech_start,
-                                  speech_end=args.speech_end, speaker=args.speaker, lip=args.lip, seed=args.seed,
-                                  settings=settings, callback=progress, plan=plan)
+            audio = pipe.generate(source, speech=track, speaker=args.speaker, lip=args.lip, seed=args.seed,
+                                  settings=settings, callback=progress, plan=plan, speech_only=args.speech_only)
         finally:
             progress.close()
     waveform = audio.waveform[0]
@@ -225,9 +288,17 @@ def run(args: argparse.Namespace) -> int:
             mux_audio(args.video, waveform, audio.sample_rate, tmp_video, mix_original=args.mix_original,
                       original_gain=args.original_gain, generated_gain=args.generated_gain, overwrite=True,
                       plan=video_out)
+            if args.subtitle_track:
+                add_subtitle_track(tmp_video, [(*line.interval(audio.duration), f"{line.voice}: {line.text}"
+                                                if line.voice else line.text) for line in track.lines])
         if tmp_audio:
             write_audio(tmp_audio, waveform, audio.sample_rate, overwrite=True)
-    written = " and ".join(str(p) for p in (video_out.path if video_out else None, args.wav) if p)
+    if args.srt is not None:
+        from .media.audio_io import atomic_output
+
+        with atomic_output(Path(args.srt).expanduser()) as tmp:
+            tmp.write_text(track_to_srt(track, audio.duration), encoding="utf-8")
+    written = " and ".join(str(p) for p in (video_out.path if video_out else None, args.wav, args.srt) if p)
     stats = audio.stats
     print(f"wrote {written}: {audio.duration:.2f} s, seed {args.seed}, {stats.solver} {stats.steps} steps / "
           f"{stats.evaluations} evaluations, {time.perf_counter() - started:.1f} s")
