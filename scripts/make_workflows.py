@@ -200,6 +200,29 @@ def speech_only(defs):
     return g.workflow(), "talking.mp4"
 
 
+def dub_from_subtitles(defs):
+    talking = DEMO_FACTS["talking.mp4"]
+    start, end = round(talking["speech_start"], 2), round(talking["speech_end"], 2)
+    words = talking["transcript"].rstrip(".").split()
+    middle = round((start + end) / 2, 2)
+    half = len(words) // 2
+    rows = f"{start}-{middle}: {' '.join(words[:half])}\n{middle}-{end}: {' '.join(words[half:])}"
+    g = Graph(defs)
+    _note(g, "Dub a clip from subtitles: the Dialogue node speaks every line at its own time, from one "
+             "'start-end [voice]: text' row per line, or from an .srt / .vtt file put in ComfyUI's input folder "
+             "(pick it as subtitle_file and clear the rows). Voices come from [name] in a row, <v Name> in WebVTT "
+             "or a NAME: prefix in SRT; connect a recording per voice (voice_N and its name; needs the full model's "
+             "RawNet3). The Dialogue output also goes to the Visual Encoder, so that no window seam of a long clip "
+             "cuts a line. speech_only on the sampler keeps the speech alone.\n\n" + OWN_CLIP, height=300)
+    loader = _loader(g, "demo_videos/talking.mp4")
+    dialogue = g.add("VSSFlowDialogue", (INPUTS, 240), [rows, "(none)", "auto", "", "", ""], size=(340, 270))
+    g.connect(loader, "duration", dialogue, "duration")
+    _pipeline(g, loader, phonemes=dialogue, prefix="vssflow/dubbed", seed=7, control="fixed")
+    encoder = next(n for n in g.nodes if n["type"] == "VSSFlowVisualEncoder")
+    g.connect(dialogue, "phonemes", encoder, "phonemes")
+    return g.workflow(), "talking.mp4"
+
+
 def speech_and_sound(defs):
     g = Graph(defs)
     _note(g, "Speech and sound effects together: the words fall between speech_start and speech_end, and VSSFlow "
@@ -334,6 +357,7 @@ TEMPLATES = {
     "Sound effects for a video": sound_effects,
     "Speech for a talking video": speech_only,
     "Speech and sound effects": speech_and_sound,
+    "Dub a clip from subtitles": dub_from_subtitles,
     "Speech without a video": speech_without_video,
     "Sound for a generated video": from_generated_video,
     "Add sound in one node": one_node,
