@@ -434,3 +434,22 @@ def test_bad_inputs_fail_cleanly_and_then_a_long_video_works(comfy, info, tiny_m
                       VSSFlowAudioMux={"filename_prefix": "vssflow/long"})
     mp4, wav = saved(comfy, run(comfy, good), good)
     check_outputs(mp4, wav, 12.0, source=long)
+
+
+DUB = "Dub a clip from subtitles"
+FIVE_LINES = ("2.0-5.0 [alice]: Hello there, how are you?\n10.5-13.0 [bob]: Fine, thank you.\n"
+              "17.0-20.5 [alice]: Where are we going today?\n24.5-28.0 [bob]: To the river and back.\n"
+              "33.0-36.5 [alice]: Then let us go now.")
+
+
+def test_dub_a_long_clip_from_five_lines_in_two_voices(comfy, info, tiny_models):
+    source = make_counter_video(comfy.input_dir / "clip40.mp4", 400, 10)  # 40 s: five windows
+    prompt = api_prompt(info, tiny_models, DUB, VSSFlowVideoLoader={"file": "clip40.mp4"},
+                        VSSFlowDialogue={"lines": FIVE_LINES}, VSSFlowSampler={"solver": "euler", "steps": 2})
+    entry = run(comfy, prompt, timeout=600.0)
+    (ui,) = entry["outputs"][only(prompt, "VSSFlowDialogue")]["vssflow_dialogue"]
+    assert [(line["start"], line["end"], line["voice"]) for line in ui["lines"]] == [
+        (2.0, 5.0, "alice"), (10.5, 13.0, "bob"), (17.0, 20.5, "alice"), (24.5, 28.0, "bob"), (33.0, 36.5, "alice")]
+    assert ui["duration"] == pytest.approx(40.0)
+    mp4, wav = saved(comfy, entry, prompt)
+    check_outputs(mp4, wav, 40.0, source=source)
