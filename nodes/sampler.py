@@ -11,6 +11,7 @@ from ..vssflow_core.pipeline import VSSFlowPipeline
 from ..vssflow_core.text.speech import SpeechTrack
 from . import comfy_bridge
 from .comfy_bridge import io
+from .edit import EditType
 from .common import (CATEGORY, SEARCH_ALIASES, ComponentsType, Latent, LatentType, ModelType, PhonemesType,
                      VisualType, on_device)
 
@@ -58,6 +59,9 @@ class VSSFlowSampler(io.ComfyNode):
                                  tooltip=f"{what} tolerance of dopri5's adaptive steps (official: {value:g}); "
                                          "looser is faster and coarser. Unused by the fixed-step solvers.")
                   for name, value, what in (("atol", OFFICIAL_ATOL, "Absolute"), ("rtol", OFFICIAL_RTOL, "Relative"))),
+                EditType.Input("audio_edit", optional=True,
+                               tooltip="From Edit Existing Audio: regenerate only its time ranges (the rest of the "
+                                       "track kept), or start from the track with a strength."),
                 io.Boolean.Input("speech_only", default=False, optional=True,
                                  tooltip="Speech alone, without the picture's sound effects: the decoded sound is "
                                          "silenced outside the lines."),
@@ -70,16 +74,17 @@ class VSSFlowSampler(io.ComfyNode):
     def execute(cls, vssflow_model, vssflow_components, visual_features, seed: int, steps: int,
                 guidance_scale: float, solver: str, batch_size: int, phonemes=None, speaker_reference=None,
                 schedule: str = DEFAULT_SCHEDULE, atol: float = OFFICIAL_ATOL,
-                rtol: float = OFFICIAL_RTOL, speech_only: bool = False) -> io.NodeOutput:
+                rtol: float = OFFICIAL_RTOL, audio_edit=None, speech_only: bool = False) -> io.NodeOutput:
         return io.NodeOutput(sample_latent(vssflow_model, vssflow_components, visual_features, seed, steps,
                                            guidance_scale, solver, batch_size, phonemes, speaker_reference, schedule,
-                                           atol, rtol, node_id=comfy_bridge.node_id(cls), speech_only=speech_only))
+                                           atol, rtol, node_id=comfy_bridge.node_id(cls), edit=audio_edit,
+                                           speech_only=speech_only))
 
 
 def sample_latent(vssflow_model, vssflow_components, visual_features, seed: int, steps: int, guidance_scale: float,
                   solver: str, batch_size: int, phonemes=None, speaker_reference=None,
                   schedule: str = DEFAULT_SCHEDULE, atol: float = OFFICIAL_ATOL, rtol: float = OFFICIAL_RTOL, *,
-                  node_id: str | None = None, speech_only: bool = False) -> Latent:
+                  node_id: str | None = None, edit=None, speech_only: bool = False) -> Latent:
     """The sampler's work (also done by Add Sound to Video); progress is shown on node ``node_id``."""
     track = phonemes if phonemes is not None else SpeechTrack()
     # on the clip's whole timeline, cut per window by sample_windows; checks the speech window against the clip
@@ -96,9 +101,9 @@ def sample_latent(vssflow_model, vssflow_components, visual_features, seed: int,
                                    atol=atol, rtol=rtol)
         sampled = pipe.sample_windows(visual_features, phone_ids, speakers, batch_size=batch_size, seed=seed,
                                       settings=settings, callback=comfy_bridge.step_reporter(node_id),
-                                      speech_mask=mask)
+                                      speech_mask=mask, edit=edit)
     stats = sampled.stats
     return Latent(latent=sampled.latent.cpu(), duration=visual_features.duration, seeds=list(stats.seeds),
-                  solver=stats.solver, steps=stats.steps, evaluations=stats.evaluations, plan=sampled.plan,
+                  solver=stats.solver, steps=stats.steps, evaluations=stats.evaluations, plan=sampled.plan, edit=edit,
                   speech_only=tuple(line.interval(visual_features.duration) for line in track.lines)
                   if speech_only else ())

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import torch
 
+from . import edit_options
 from .config import WINDOWS
 from .flow.guidance import OFFICIAL_GUIDANCE_SCALE
 from .flow.schedules import SCHEDULES
@@ -52,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     io_.add_argument("--mix-original", action="store_true",
                      help="mix the video's own soundtrack into the output video (not into --wav)")
     io_.add_argument("--original-gain", type=float, default=1.0, help="linear gain of the original soundtrack")
-    io_.add_argument("--generated-gain", type=float, default=1.0, help="linear gain of the generated sound in the mix")
+    io_.add_argument("--generated-gain", type=float, default=1.0,
+                     help="linear gain of the generated sound (the WAV and the video alike)")
 
     cond = p.add_argument_group("conditions")
     cond.add_argument("--transcript", help="words to be spoken (English text or ARPAbet); leave out for sound only")
@@ -97,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the network through torch.compile (a minute or more to start; pays off on long runs; "
                         "falls back with a warning where it cannot compile)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    edit_options.add_arguments(p)
     return p
 
 
@@ -158,6 +161,7 @@ def _check_args(args: argparse.Namespace) -> None:
                                   "file away")
         if path.parent.exists() and not path.parent.is_dir():
             raise NotADirectoryError(f"cannot write {path}: {path.parent} is a file, not a folder")
+    edit_options.check_arguments(args)
 
 
 def _plan_video_output(args: argparse.Namespace):
@@ -244,6 +248,8 @@ def _speech_track(args: argparse.Namespace, duration: float):
 def run(args: argparse.Namespace) -> int:
     from .media import mux_audio, write_audio
     from .media.together import written_together
+    from .media.delivery import prepare_tracks
+    from .media.mux import generation_metadata, original_audio
     from .pipeline import VSSFlowPipeline
     from .line_windows import speech_plan
     from .media.mux import add_subtitle_track
@@ -264,6 +270,8 @@ def run(args: argparse.Namespace) -> int:
         # windows placed so that no seam cuts a line and each window speaks in one voice
         plan = speech_plan(duration, track, dict(track.references), max_duration=args.max_duration)
         track.frame_ids_on(plan)
+        edit = edit_options.audio_edit(args, plan.duration)  # bad ranges fail here, before any weights load
+        seed, take = edit_options.take_seed(args)
         video_out = _plan_video_output(args)
 
         started = time.perf_counter()
@@ -275,24 +283,32 @@ def run(args: argparse.Namespace) -> int:
         )
         progress = _ProgressBar(settings.solver, enabled=not args.quiet)
         try:
-            audio = pipe.generate(source, speech=track, speaker=args.speaker, lip=args.lip, seed=args.seed,
-                                  settings=settings, callback=progress, plan=plan, speech_only=args.speech_only)
+            audio = pipe.generate(source, speech=track, speaker=args.speaker, lip=args.lip, seed=seed,
+                                  settings=settings, callback=progress, plan=plan, edit=edit,
+                                  batch_size=args.takes, speech_only=args.speech_only)
         finally:
             progress.close()
-    waveform = audio.waveform[0]
+    audio = audio.take(take)
+    # One gain for every file: measured on what the video plays, bounded so neither file passes the ceiling.
+    original = original_audio(args.video) if (args.output and args.mix_original) else None
+    lines = [line.interval(audio.duration) for line in track.lines]
+    tracks = prepare_tracks(audio.waveform[0], audio.sample_rate, delivery=edit_options.delivery(args),
+                            original=original, original_gain=args.original_gain, generated_gain=args.generated_gain,
+                            lines=lines, ducking=edit_options.ducking(args))
+    video_track, video_rate = tracks.video_track
+    tags = generation_metadata(edit_options.generation_settings(args, audio.stats.seeds[0], take, audio.stats, edit,
+                                                                args.checkpoint or "default"))
 
     # Both files are built under temporary names and renamed into place together at the very end; a name that
     # appeared meanwhile is not replaced, and then neither file appears.
     with written_together(video_out.path if video_out else None, args.wav or None) as (tmp_video, tmp_audio):
         if tmp_video:
-            mux_audio(args.video, waveform, audio.sample_rate, tmp_video, mix_original=args.mix_original,
-                      original_gain=args.original_gain, generated_gain=args.generated_gain, overwrite=True,
-                      plan=video_out)
+            mux_audio(args.video, video_track, video_rate, tmp_video, overwrite=True, metadata=tags, plan=video_out)
             if args.subtitle_track:
                 add_subtitle_track(tmp_video, [(*line.interval(audio.duration), f"{line.voice}: {line.text}"
                                                 if line.voice else line.text) for line in track.lines])
         if tmp_audio:
-            write_audio(tmp_audio, waveform, audio.sample_rate, overwrite=True)
+            write_audio(tmp_audio, tracks.generated, tracks.sample_rate, overwrite=True)
     if args.srt is not None:
         from .media.audio_io import atomic_output
 
@@ -300,8 +316,10 @@ def run(args: argparse.Namespace) -> int:
             tmp.write_text(track_to_srt(track, audio.duration), encoding="utf-8")
     written = " and ".join(str(p) for p in (video_out.path if video_out else None, args.wav, args.srt) if p)
     stats = audio.stats
-    print(f"wrote {written}: {audio.duration:.2f} s, seed {args.seed}, {stats.solver} {stats.steps} steps / "
-          f"{stats.evaluations} evaluations, {time.perf_counter() - started:.1f} s")
+    takes = f"take {take} of {args.takes}, " if args.takes > 1 else ""
+    print(f"wrote {written}: {audio.duration:.2f} s, {takes}seed {stats.seeds[0]}, {stats.solver} {stats.steps} "
+          f"steps / {stats.evaluations} evaluations, {tracks.report.loudness_after:.1f} LUFS, true peak "
+          f"{tracks.report.true_peak_after_db:.1f} dBTP, {time.perf_counter() - started:.1f} s")
     return 0
 
 

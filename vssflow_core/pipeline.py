@@ -36,6 +36,7 @@ from .components import PipelineComponents, check_compatible
 from .config import WINDOWS, WindowConfig
 from .encoders.lip import fit_lip_length, load_lip_features, validate_lip_features, zero_lip_features
 from .flow.guidance import CachedGuidedVelocity, GuidedVelocity
+from .flow.edit import AudioEdit, WindowEdit
 from .flow.settings import SamplerSettings, SamplingStats
 from .loading import load_components, load_network, resolve_checkpoint
 from .model.compile import CompiledOrEager
@@ -188,7 +189,8 @@ class VSSFlowPipeline:
 
     @torch.inference_mode()
     def sample(self, conditions: Conditions, *, seed: int = 0, settings: SamplerSettings = SamplerSettings(),
-               callback: ProgressCallback | None = None, known: KnownFrames | None = None) -> SampledLatent:
+               callback: ProgressCallback | None = None, known: KnownFrames | None = None,
+               edit: WindowEdit | None = None) -> SampledLatent:
         """Integrate the guided flow from noise (t = 0) to a packed latent (t = 1) as ``settings`` say.
 
         ``callback`` is called after every accepted step with a :class:`~vssflow_core.results.SamplingProgress`;
@@ -196,19 +198,28 @@ class VSSFlowPipeline:
 
         ``known``: leading latent frames already generated (the previous window's end); they are held on the flow
         path to their value and the rest is generated to continue them (:class:`~vssflow_core.windows.KnownFrames`).
+        ``edit``: this window of an existing track (:class:`~vssflow_core.flow.edit.WindowEdit`): the frames outside
+        its ranges are held to it too, and the flow starts at ``1 - strength`` from its path point (strength 0: the
+        encoded track itself, nothing integrated).
         """
         ode = settings.make_solver()
         noise, seeds = self.initial_noise(conditions.batch_size, seed)
-        x = torch.cat([noise, conditions.latent_cond.float()], dim=1)
+        held = known if edit is None or edit.held is None else (edit.held if known is None
+                                                                 else known.merged(edit.held))
+        start, t_start = (noise, 0.0) if edit is None else edit.start(noise, held)
+        if t_start >= 1.0:  # strength 0: the track as encoded (a continuation's frames still win where held)
+            stats = SamplingStats(seeds=tuple(seeds), solver=settings.solver, steps=0, evaluations=0)
+            return SampledLatent(latent=start.float(), stats=stats)
+        x = torch.cat([start, conditions.latent_cond.float()], dim=1)
         velocity = self._guided_velocity(conditions, settings)
-        field = velocity if known is None else known.constrain(velocity, noise)
+        field = velocity if held is None else held.constrain(velocity, noise)
 
         on_step = None
         if callback is not None:
             def on_step(step: int, total: int | None, t: float) -> None:
                 callback(SamplingProgress(step=step, total_steps=total, t=t, evaluations=velocity.evaluations))
 
-        solution = ode.solve(field, x, 0.0, 1.0, callback=on_step)
+        solution = ode.solve(field, x, t_start, 1.0, callback=on_step)
         stats = SamplingStats(seeds=tuple(seeds), solver=settings.solver, steps=solution.steps,
                               evaluations=solution.evaluations)
         return SampledLatent(latent=solution.x[:, : self.model.latent_channels].float(), stats=stats)
@@ -238,13 +249,16 @@ class VSSFlowPipeline:
         settings: SamplerSettings = SamplerSettings(),
         callback: ProgressCallback | None = None,
         speech_mask: torch.Tensor | None = None,
+        edit: AudioEdit | None = None,
     ) -> SampledLatent:
         """Sample every window of ``visual`` (see :meth:`sample`), each continuing the one before it or on its own,
         by the plan's seam strategy.
 
         ``speaker`` is one embedding ``[speaker_dim]`` or one per window ``[windows, speaker_dim]``
         (:meth:`window_speakers`); ``speech_mask`` ``[T]`` (the speech track's lines on the timeline) drops the scene
-        conditions outside the lines (:func:`~vssflow_core.speech_only.speech_only_visuals`).
+        conditions outside the lines (:func:`~vssflow_core.speech_only.speech_only_visuals`); ``edit`` an existing
+        track to regenerate ranges of or to start from (:class:`~vssflow_core.flow.edit.AudioEdit`; decode with the
+        same ``edit``).
 
         ``phone_ids`` ``[T]`` and ``lip`` ``[T, lip_dim]`` lie on the plan's timeline (``T =
         plan.timeline.latent_length``, as :func:`~vssflow_core.text.track.phoneme_frame_ids` and
@@ -252,7 +266,7 @@ class VSSFlowPipeline:
         """
         plan = visual.plan
         windows = _WindowSampler(self, plan, phone_ids, speaker, lip, batch_size, seed, settings, callback,
-                                 speech_mask)
+                                 speech_mask, edit)
         latents = [windows.sample(k, visual.clip[k:k + 1], visual.synch[k:k + 1]) for k in range(plan.count)]
         latent = latents[0] if plan.count == 1 else torch.stack(latents, dim=1)
         return SampledLatent(latent=latent, stats=windows.stats, plan=plan)
@@ -307,6 +321,7 @@ class VSSFlowPipeline:
         speech: SpeechTrack | None = None,
         voices: Mapping[str, Any] | None = None,
         speech_only: bool = False,
+        edit: AudioEdit | None = None,
     ) -> GeneratedAudio:
         """Every stage in order, for a video of any length up to ``max_duration`` seconds (None: the configured
         maximum).  Cheap checks (length, transcript, lip file, speaker) run before the expensive encoders; then each
@@ -323,7 +338,8 @@ class VSSFlowPipeline:
         that no seam cuts a line and each window speaks in one voice (:mod:`vssflow_core.line_windows`).
         ``speech_only`` gives the speech without the picture's sound effects: the track is silenced outside the
         lines (:func:`~vssflow_core.speech_only.gate_outside_lines`; measured against dropping the scene conditions
-        in the README)."""
+        in the README).  ``edit``: an existing track of the clip to regenerate ranges of (kept
+        sample for sample elsewhere) or to start from (:class:`~vssflow_core.flow.edit.AudioEdit`)."""
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         sequence = self.components.sequence
@@ -349,16 +365,17 @@ class VSSFlowPipeline:
             lip_features = self.lip_features(lip, plan)
             _, speakers, mask = self.speech_conditions(plan, track, references, speaker)
             sampler = _WindowSampler(self, plan, phone_ids, speakers, lip_features, batch_size, seed, settings,
-                                     callback, mask)
+                                     callback, mask, edit)
             joiner = AudioJoiner(plan, batch_size)
             for k, start in enumerate(plan.starts):
                 check_interrupted()  # between windows too (each stage also checks inside its own loops)
                 latent = sampler.sample(k, *self.components.encode_window(source, start))
-                joiner.add(k, self.components.decode_window(latent))
+                level = 1.0 if edit is None else edit.level(self.components.vae, plan, k)
+                joiner.add(k, self.components.decode_window(latent) * level)
         finally:
             if owned:
                 source.close()
-        waveform = joiner.result()
+        waveform = joiner.result() if edit is None else edit.compose(joiner.result())
         if speech_only:
             waveform = gate_outside_lines(waveform, [line.interval(plan.duration) for line in track.lines],
                                           self.components.sample_rate)
@@ -373,7 +390,7 @@ class _WindowSampler:
     def __init__(self, pipe: VSSFlowPipeline, plan: WindowPlan, phone_ids: torch.Tensor | None,
                  speaker: torch.Tensor | None, lip: torch.Tensor | None, batch_size: int, seed: int,
                  settings: SamplerSettings, callback: ProgressCallback | None,
-                 speech_mask: torch.Tensor | None = None):
+                 speech_mask: torch.Tensor | None = None, edit: AudioEdit | None = None):
         timeline = plan.timeline.latent_length
         self.phone_ids = silent_frame_ids(plan.timeline) if phone_ids is None else phone_ids
         self.lip = zero_lip_features(timeline, pipe.model.cfg.lip_dim) if lip is None else lip
@@ -383,6 +400,10 @@ class _WindowSampler:
                                  f"{plan.duration:.2f} s clip need {timeline}; make them for this clip's duration")
         self.pipe, self.plan, self.speaker, self.batch_size, self.seed = pipe, plan, speaker, batch_size, seed
         self.settings, self.callback, self.speech_mask = settings, callback, speech_mask
+        if edit is not None and edit.samples != plan.samples:
+            raise ValueError(f"the track to edit lasts {edit.samples / plan.sequence.sample_rate:.2f} s, the clip "
+                             f"{plan.duration:.2f} s; prepare it for this clip (AudioEdit.prepare)")
+        self.edit = edit
         if speaker is not None and speaker.dim() == 2 and speaker.shape[0] != plan.count:
             raise ValueError(f"{speaker.shape[0]} speaker embeddings for {plan.count} windows; give one, or one per "
                              "window")
@@ -404,8 +425,9 @@ class _WindowSampler:
             known = KnownFrames.from_previous(self.previous, plan, k)
         before = self.stats or SamplingStats()
         progress = window_progress(self.callback, k, plan.count, before.steps, before.evaluations)
+        edit = None if self.edit is None else self.edit.window(self.pipe.components, plan, k)
         sampled = self.pipe.sample(conditions, seed=window_seed(self.seed, k), settings=self.settings,
-                                   callback=progress, known=known)
+                                   callback=progress, known=known, edit=edit)
         self.stats = sampled.stats if self.stats is None else self.stats + sampled.stats
         self.previous = sampled.latent
         return sampled.latent
