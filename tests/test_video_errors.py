@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import wave
 from fractions import Fraction
 from pathlib import Path
@@ -101,6 +103,17 @@ def test_audio_only_file(files: dict[str, Path], backend: str) -> None:
 def test_a_folder_is_not_a_video(tmp_path: Path) -> None:
     with pytest.raises(NotAVideoError, match="folder"):
         open_video(tmp_path)
+
+
+def test_special_files_are_named_for_what_they_are(tmp_path: Path) -> None:
+    """A FIFO would block the reader and a device never ends; /proc files report 0 bytes but have content."""
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    cases = {fifo: "named pipe (FIFO)", Path("/dev/urandom"): "a device", Path("/proc/cpuinfo"): "virtual file"}
+    for path, kind in cases.items():
+        with pytest.raises(NotAVideoError, match=re.escape(kind)) as err:
+            open_video(path)
+        assert str(path) in str(err.value) and "empty" not in str(err.value)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

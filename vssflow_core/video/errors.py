@@ -7,6 +7,7 @@ usually looking at a ComfyUI error popup, not at a traceback.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 # First bytes of containers that carry video.  A file that starts like one of these but cannot be opened is a damaged
@@ -100,6 +101,16 @@ def still_image_error(path: str | os.PathLike, format_name: str) -> "NotAVideoEr
     )
 
 
+def _special_file_kind(mode: int) -> str | None:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if not stat.S_ISREG(mode):
+        return "a socket or another special file"
+    return None
+
+
 def check_video_file(path: str | os.PathLike) -> Path:
     """Fail early, with a precise reason, for the cases that need no decoder to diagnose."""
     p = Path(path).expanduser()
@@ -111,7 +122,17 @@ def check_video_file(path: str | os.PathLike) -> Path:
         )
     if p.is_dir():
         raise NotAVideoError(f"{p}: is a folder, not a video file. Point to one video file inside it.", p)
+    mode = p.stat().st_mode
+    special = _special_file_kind(mode)
+    if special is not None:
+        # Reading a FIFO waits for a writer and a device never ends: say what it is before a decoder tries.
+        raise NotAVideoError(f"{p}: is {special}, not a video file. Save the video to a regular file and choose that.", p)
     if p.stat().st_size == 0:
+        with p.open("rb") as fh:
+            if fh.read(1):
+                raise NotAVideoError(
+                    f"{p}: reports a size of 0 bytes but has content: a virtual file (such as /proc or /sys), "
+                    f"not a video file. Choose a video file.", p)
         raise EmptyVideoError(
             f"{p}: the file is empty (0 bytes), so there is nothing to decode. "
             f"The upload or copy probably failed; copy the video again.",
