@@ -21,7 +21,7 @@ from vssflow_core.flow.settings import SamplerSettings
 from vssflow_core.flow.solvers import make_solver
 from vssflow_core.pipeline import VSSFlowPipeline
 from vssflow_core.results import SamplingProgress
-from vssflow_core.text.track import phoneme_frame_ids
+from vssflow_core.text.track import phoneme_frame_ids, phoneme_track
 from vssflow_core.video import FrameSource, open_video, preview_frames, resolve_video_input
 from vssflow_core.windows import (AudioJoiner, ContinuedVelocity, VideoTooLongError, check_duration, plan_windows,
                                   window_progress, window_seed)
@@ -251,9 +251,11 @@ def test_forty_five_seconds_give_forty_five_seconds_of_audio(pipe, long_video, w
 
 
 def test_each_window_continues_the_one_before(pipe, long_video):
-    visual = pipe.components.encode_video(long_video)
+    track = phoneme_track(HELLO, 8.0, 12.0, 45.0)
+    visual = pipe.components.encode_video(long_video, speech=track)  # windows placed around the speech
     assert visual.windows == 6 and visual.clip.shape[0] == 6
-    phone_ids = phoneme_frame_ids(HELLO, 8.0, 12.0, visual.duration)
+    assert visual.plan.starts == (0.0, 5.2, 13.2, 21.0, 28.0, 35.0)  # no seam inside 8 .. 12 s
+    phone_ids = track.frame_ids_on(visual.plan)
     sampled = pipe.sample_windows(visual, phone_ids, seed=3, **fast())
     latent, plan = sampled.latent, sampled.plan
     assert latent.shape == (1, 6, 128, 250) and sampled.stats.steps == 12
@@ -264,7 +266,7 @@ def test_each_window_continues_the_one_before(pipe, long_video):
     streamed = pipe.generate(long_video, HELLO, speech_start=8.0, speech_end=12.0, seed=3, **fast())
     torch.testing.assert_close(pipe.components.decode(latent, visual.duration, plan), streamed.waveform)
     # crossfade: each window is sampled on its own, the first exactly as a single-window generation would be
-    independent = pipe.sample_windows(dataclasses.replace(visual, plan=plan_windows(45.0, windows=CROSSFADE)),
+    independent = pipe.sample_windows(dataclasses.replace(visual, plan=dataclasses.replace(plan, windows=CROSSFADE)),
                                       phone_ids, seed=3, **fast())
     torch.testing.assert_close(independent.latent[:, 0], latent[:, 0])
     assert not torch.allclose(independent.latent[:, 1, :, :75], latent[:, 1, :, :75])

@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     from .media.mux import add_subtitle_track
     from .text.subtitles import track_to_srt
     from .video import open_video
-    from .windows import window_plan
+    from .windows import check_duration
 
     _check_args(args)
     settings = SamplerSettings(solver=args.solver, steps=args.steps, schedule=args.schedule,
@@ -265,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
     # Cheap checks first: the video opens and is not too long, the transcript is pronounceable in its window.  The
     # opened video and its window plan are what the pipeline then works on.
     with open_video(args.video) as source:
-        duration = window_plan(source.end_time, max_duration=args.max_duration).duration
+        duration = check_duration(source.end_time, max_duration=args.max_duration)
         track = _speech_track(args, duration)
         # windows placed so that no seam cuts a line and each window speaks in one voice
         plan = speech_plan(duration, track, dict(track.references), max_duration=args.max_duration)

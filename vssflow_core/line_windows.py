@@ -193,4 +193,10 @@ def speech_plan(duration: float, track, references: Iterable[str] = (), sequence
     duration = check_duration(duration, windows, max_duration)
     track.check(duration, sequence, windows)
     lines = [(s, e if e is not None else duration, v) for s, e, v in speech_lines(track, references)]
-    return plan_line_windows(duration, lines, sequence, windows)
+    try:
+        return plan_line_windows(duration, lines, sequence, windows)
+    except LinePlanError:
+        if any(line.cue is not None for line in track.lines):
+            raise
+        # the one-line form keeps the behaviour it always had: cut per window where it falls
+        return plan_windows(duration, sequence, windows)

@@ -283,7 +283,8 @@ class VSSFlowPipeline:
         voices = {**dict(track.references), **dict(voices or {})}
         lines = [(s, e if e is not None else plan.duration, v) for s, e, v in speech_lines(track, voices)]
         try:
-            check_line_plan(plan, lines)
+            if any(line.cue is not None for line in track.lines):  # the one-line form may fall where it falls
+                check_line_plan(plan, lines)
         except LinePlanError as exc:
             raise LinePlanError(f"{exc}; plan the windows with the speech track (give it to the Visual Encoder, or "
                                 "make the plan with vssflow_core.line_windows.speech_plan)") from None

@@ -204,9 +204,17 @@ class SpeechTrack:
         # the plan generation makes for this track (its lines inside windows), so the timelines agree
         from ..line_windows import plan_line_windows, speech_lines
 
+        from ..line_windows import LinePlanError
+        from ..windows import plan_windows
+
         lines = [(s, e if e is not None else duration, v) for s, e, v in speech_lines(self, dict(self.references))]
         self.check(duration, sequence, windows)
-        return plan_line_windows(duration, lines, sequence, windows)
+        try:
+            return plan_line_windows(duration, lines, sequence, windows)
+        except LinePlanError:
+            if any(line.cue is not None for line in self.lines):
+                raise
+            return plan_windows(duration, sequence, windows)  # the one-line form: cut where it falls, as always
 
     def _ids_on(self, timeline: SequenceConfig, duration: float | None, sequence: SequenceConfig,
                 windows: WindowConfig) -> torch.Tensor:
