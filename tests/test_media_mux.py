@@ -37,24 +37,24 @@ def sine(freq: float, seconds: float, rate: int = SR, amplitude: float = 0.3) ->
 
 
 def make_video_with_audio(path: Path, seconds: float = 3.0, fps: int = 25, freq: float = 440.0,
-                          rate: int = 48_000) -> Path:
-    """A 64x48 H.264 video with a stereo AAC sine track of the same length."""
+                          rate: int = 48_000, layout: str = "stereo") -> Path:
+    """A 64x48 H.264 video with an AAC sine track (the same tone on every channel) of the same length."""
     import av
 
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        audio = out.add_stream("aac", rate=rate, layout="stereo")
+        audio = out.add_stream("aac", rate=rate, layout=layout)
         for i in range(round(seconds * fps)):
             picture = np.full((48, 64, 3), (i * 3) % 256, np.uint8)
             for packet in video.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
                 out.mux(packet)
         for packet in video.encode():
             out.mux(packet)
-        tone = np.stack([sine(freq, seconds, rate)] * 2)
+        tone = np.stack([sine(freq, seconds, rate)] * audio.layout.nb_channels)
         for start in range(0, tone.shape[1], 1024):
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]), format="fltp",
-                                               layout="stereo")
+                                               layout=layout)
             frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
             for packet in audio.encode(frame):
                 out.mux(packet)
@@ -213,6 +213,19 @@ def test_mixing_keeps_both_tracks(tmp_path, sound_video):
     audio, rate, _ = decoded_audio(tmp_path / "orig.mp4")
     assert band_energy(audio[0], rate, 440) > 0.9 and band_energy(audio[0], rate, 1000) < 0.01
     assert video_packet_digest(tmp_path / "mixed.mp4") == video_packet_digest(sound_video)
+
+
+def test_a_surround_original_is_kept_folded_to_stereo_and_the_log_says_why(tmp_path, caplog):
+    """The generated track is mono and the delivered mix is measured and limited as one programme, so a 5.1 original
+    kept under it is folded down to stereo (FFmpeg's downmix), and the log says so and what to do instead."""
+    surround = make_video_with_audio(tmp_path / "surround.mp4", layout="5.1")
+    with caplog.at_level("WARNING", logger="vssflow_core.media.mux"):
+        mixed = mux_audio(surround, sine(1000, 3.0), SR, tmp_path / "mixed.mp4", mix_original=True)
+    assert mixed.audio_channels == 2
+    audio, rate, _ = decoded_audio(tmp_path / "mixed.mp4")
+    for channel in audio:
+        assert band_energy(channel, rate, 440) > 0.1 and band_energy(channel, rate, 1000) > 0.1  # both are heard
+    assert any("5.1" in r.getMessage() and "stereo" in r.getMessage() for r in caplog.records), caplog.text
 
 
 def test_loud_mix_is_scaled_down_not_clipped(tmp_path, sound_video):

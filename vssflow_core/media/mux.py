@@ -12,6 +12,7 @@ an existing file is never replaced unless ``overwrite=True``.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ __all__ = ["CONTAINER_FORMATS", "MuxError", "MuxResult", "generation_metadata", 
            "video_duration"]
 
 AAC_FRAME_SAMPLES = 1024  # samples per AAC frame: the granularity of the encoded audio's length
+log = logging.getLogger(__name__)
 
 
 class MuxError(RuntimeError):
@@ -128,6 +130,12 @@ def _original_audio(container: Any, path: Path, video_start: float, rate: int | 
         return None
     stream = container.streams.audio[0]
     channels = 1 if stream.channels == 1 else 2  # more than stereo is folded to stereo by FFmpeg's resampler
+    if stream.channels > 2:
+        # Why not keep 5.1: the generated track is mono, and the delivered mix is measured (BS.1770) and limited
+        # as one programme; a surround mix would need a placement of the new sound that the model does not give.
+        log.warning("%s: its %s soundtrack is kept folded down to stereo under the new sound (the generated track "
+                    "is mono); to keep the surround layout, mix the WAV into the original in an editor",
+                    path, stream.layout.name)
     rate = rate or stream.rate
     resampler = av.AudioResampler(format="fltp", layout="mono" if channels == 1 else "stereo", rate=rate)
     chunks, first_time = [], None
