@@ -38,6 +38,7 @@ EXTENSION = "vssflow.ui"
 EXTENSION_URL = "/extensions/ComfyUI-VSSFlow/vssflow.js"
 WORKFLOWS = sorted([*REPO_ROOT.glob("workflows/*.json"), *REPO_ROOT.glob("example_workflows/*.json")])
 AUDIO_SECONDS = 2.5
+RUN_TEMPLATE = REPO_ROOT / "example_workflows" / "Add sound in one node.json"
 
 # (tokens, start, end, duration): the layout the timeline draws must be the model's own (stretch_ids)
 SPAN_CASES = [
@@ -82,6 +83,8 @@ def ui_report(comfy, frontend, tmp_path_factory) -> dict:
         "audioFile": {"filename": "vssflow_browser_test.wav", "subfolder": "", "type": "input",
                       "seconds": AUDIO_SECONDS},
         "spanCases": SPAN_CASES,
+        # the one-node template on the pack's own demo clip: a fresh install's first run, pressed in the browser
+        "runTemplate": {"name": RUN_TEMPLATE.name, "path": str(RUN_TEMPLATE), "timeoutMs": 240_000},
     }
     config_path = out / "config.json"
     config_path.write_text(json.dumps(config, indent=2))
@@ -171,6 +174,17 @@ def test_workflow_opens_without_missing_nodes(ui_report, workflow):
     assert not result["errors"], result["errors"]
     if any(n.get("type") == TOKENIZER for n in json.loads(workflow.read_text()).get("nodes", [])):
         assert result["timelines"] >= 1, f"{name}: the tokenizer has no timeline"
+
+
+def test_a_template_opened_in_the_browser_runs_as_shipped(ui_report):
+    """Open the template, press Run: it finishes with a result and no missing-media or other error dialog."""
+    step = _step(ui_report, "templateRun")
+    assert step["queued"], step
+    assert not step["errors"], f"the template's run failed: {step['errors']}"
+    assert not any("missing" in d.lower() for d in step["dialogs"]), step["dialogs"]
+    outputs = [e.get("output") or {} for e in step["executed"]]
+    assert any(o.get("audio") for o in outputs) and any(o.get("images") or o.get("animated") for o in outputs), \
+        f"no audio and video result came back: {step['executed']}"
 
 
 # -- the phoneme timeline --------------------------------------------------------------------------------------------

@@ -710,6 +710,31 @@ try {
         return { ids, text, before, after, euler, stateBefore, stateAfter: await stateOf(ids.tok), values, sampler,
                  samplerEuler };
     });
+
+    // -- 10. a template as a user meets it: open it, press Run, get the result (no media copied in first) ---------
+    await step("templateRun", async () => {
+        if (!config.runTemplate) return { skipped: "no template to run" };
+        const data = JSON.parse(readFileSync(config.runTemplate.path, "utf8"));
+        const result = await page.evaluate(async ({ data, name }) => {
+            const app = window.comfyAPI.app.app;
+            const api = window.comfyAPI.api.api;
+            await app.loadGraphData(data, true, true, name);
+            const run = { errors: [], executed: [], done: false };
+            window.__vssflowTemplateRun = run;
+            api.addEventListener("execution_error", (e) => { run.errors.push(e.detail); run.done = true; });
+            api.addEventListener("executed", (e) => run.executed.push(e.detail));
+            api.addEventListener("execution_success", () => { run.done = true; });
+            const ok = await app.queuePrompt(0, 1);
+            return { queued: ok !== false };
+        }, { data, name: config.runTemplate.name });
+        await page.waitForFunction(() => window.__vssflowTemplateRun?.done, null,
+                                   { timeout: config.runTemplate.timeoutMs });
+        await settle();
+        const run = await page.evaluate(() => window.__vssflowTemplateRun);
+        const dialogs = await page.locator(".p-dialog:visible, [role=dialog]:visible").allInnerTexts();
+        await shot("10_template_run");
+        return { ...result, ...run, dialogs };
+    });
 } catch (error) {
     report.fatal = String(error?.stack ?? error);
     log("fatal:", report.fatal);
