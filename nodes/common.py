@@ -10,6 +10,7 @@ import torch
 
 from ..vssflow_core.model.vssflow import VSSFlow
 from ..vssflow_core.components import PipelineComponents
+from ..vssflow_core.flow.settings import SamplingStats
 from ..vssflow_core.windows import WindowPlan
 from . import comfy_bridge
 
@@ -70,10 +71,7 @@ class Latent:
 
     latent: torch.Tensor
     duration: float  # seconds of the clip: the decoded audio is exactly this long
-    seeds: list[int]
-    solver: str
-    steps: int
-    evaluations: int
+    stats: SamplingStats  # seeds, solver, steps and evaluations of the run, as the core reports them
     plan: WindowPlan | None = None  # where the windows lie (None: the one window of a short clip)
     edit: Any = None  # the AudioEdit it was sampled with (decoding puts its kept track back)
     speech_only: tuple = ()  # (start, end) of the lines when only speech is wanted: decoding silences the rest

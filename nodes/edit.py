@@ -96,8 +96,9 @@ def pick_take(audio: dict, take: int) -> tuple[dict, int | None]:
 
 def audio_settings(latent: Any) -> dict:
     """What Vocoder Decode adds to its AUDIO (under :data:`SETTINGS_KEY`): the seeds and the sampler's work."""
-    return {"seeds": [int(s) for s in latent.seeds], "solver": latent.solver, "steps": int(latent.steps),
-            "evaluations": int(latent.evaluations)}
+    stats = latent.stats
+    return {"seeds": [int(s) for s in stats.seeds], "solver": stats.solver, "steps": int(stats.steps),
+            "evaluations": int(stats.evaluations)}
 
 
 # --------------------------------------------------------------------------------------------------------------------

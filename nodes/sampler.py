@@ -102,8 +102,7 @@ def sample_latent(vssflow_model, vssflow_components, visual_features, seed: int,
         sampled = pipe.sample_windows(visual_features, phone_ids, speakers, batch_size=batch_size, seed=seed,
                                       settings=settings, callback=comfy_bridge.step_reporter(node_id),
                                       speech_mask=mask, edit=edit)
-    stats = sampled.stats
-    return Latent(latent=sampled.latent.cpu(), duration=visual_features.duration, seeds=list(stats.seeds),
-                  solver=stats.solver, steps=stats.steps, evaluations=stats.evaluations, plan=sampled.plan, edit=edit,
+    return Latent(latent=sampled.latent.cpu(), duration=visual_features.duration, stats=sampled.stats,
+                  plan=sampled.plan, edit=edit,
                   speech_only=tuple(line.interval(visual_features.duration) for line in track.lines)
                   if speech_only else ())

@@ -292,7 +292,7 @@ def test_a_long_clip_goes_through_the_graph_window_by_window(nodes, loaded, brid
     assert visual.windows == 2
     (latent,) = nodes["VSSFlowSampler"].execute(loaded["model"], loaded["components"], visual, phonemes=phonemes,
                                                **sampler_args(steps=3))
-    assert tuple(latent.latent.shape) == (1, 2, 128, 250) and latent.steps == 6
+    assert tuple(latent.latent.shape) == (1, 2, 128, 250) and latent.stats.steps == 6
     (bar,) = bars
     assert bar.values == [(i, 6) for i in range(1, 7)]  # one bar over both windows
     (audio,) = nodes["VSSFlowVocoderDecode"].execute(loaded["components"], latent)
@@ -415,7 +415,7 @@ def test_progress_on_every_solver_step(nodes, loaded, bridge, monkeypatch, solve
     (latent,) = running_as(nodes["VSSFlowSampler"], "7").execute(loaded["model"], loaded["components"], visual,
                                                                  **sampler_args(solver=solver, steps=4))
     (bar,) = bars
-    assert bar.node_id == "7" and bar.total == total and len(bar.values) == latent.steps
+    assert bar.node_id == "7" and bar.total == total and len(bar.values) == latent.stats.steps
     assert bar.values[-1] == (total, total)
     if solver == "euler":
         assert bar.values == [(1, 4), (2, 4), (3, 4), (4, 4)]
@@ -442,7 +442,7 @@ def test_the_sampler_offers_the_default_sampler_and_takes_a_schedule(nodes, load
         return out
 
     default, balanced, uniform = latent(), latent(schedule="balanced"), latent(schedule="uniform")
-    assert default.solver == "ab2" and default.steps == default.evaluations == 4
+    assert default.stats.solver == "ab2" and default.stats.steps == default.stats.evaluations == 4
     assert torch.equal(default.latent, {"balanced": balanced, "uniform": uniform}[DEFAULT_SCHEDULE].latent)
     assert not torch.equal(balanced.latent, uniform.latent)
 

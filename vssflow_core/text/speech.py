@@ -311,7 +311,7 @@ def _check_window(line: SpeechLine, duration: float | None, sequence: SequenceCo
     check_speech_window(line.start, end, dataclasses.replace(sequence, duration_sec=max(limit, end)))
     if line.ids and len(line.ids) > int((end - line.start) * sequence.phoneme_fps):
         frames = int((end - line.start) * sequence.phoneme_fps)
-        fits = shortest_fitting_duration(len(line.ids), start, sequence)
+        fits = shortest_fitting_duration(len(line.ids), line.start, sequence)
         raise SpeechTrackError(
             f"the transcript has {len(line.ids)} phonemes (pauses included) but the speech window "
             f"{line.start:g}..{end:g} s holds only {frames} frames ({sequence.phoneme_fps} per second), so most of it "
