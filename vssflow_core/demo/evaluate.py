@@ -108,7 +108,7 @@ def score_talk(audio: np.ndarray, rate: int, row: dict[str, Any], fps: int) -> d
     envelope = loudness_envelope(audio, rate, fps, mouth.shape[0])
     first = int(np.floor(row["speech_start"] * fps))
     last = int(np.ceil(row["speech_end"] * fps)) + 1
-    lines = line_scores(audio, rate, cues_of(row), float(row["duration"]), mouth, fps)
+    lines = line_scores(audio, rate, cues_of(row), float(row.get("duration", audio.shape[-1] / rate)), mouth, fps)
     return {"corr": pearson(envelope, mouth), "corr_in_window": pearson(envelope[first:last], mouth[first:last]),
             "lines": {k: (list(map(float, v)) if isinstance(v, list) else float(v)) for k, v in lines.items()}}
 
