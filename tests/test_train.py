@@ -115,7 +115,7 @@ def logged_losses(run: Path) -> list[float]:
 # ---------------------------------------------------------------------------------------------------- configuration
 
 
-def test_config_files_json_and_toml_defaults_and_errors(tmp_path):
+def test_config_files_json_and_toml_defaults_and_errors(tmp_path, monkeypatch):
     (tmp_path / "run.json").write_text(json.dumps({"data": {"batch_size": 8}, "train": {"mask_ratios": [0.0, 1.0]}}))
     (tmp_path / "run.toml").write_text('[data]\nbatch_size = 8\n[train]\nmask_ratios = [0.0, 1.0]\n')
     a, b = load_config(tmp_path / "run.json"), load_config(tmp_path / "run.toml")
@@ -132,6 +132,14 @@ def test_config_files_json_and_toml_defaults_and_errors(tmp_path):
     c = load_config(tmp_path / "run.json", ["train.max_steps=7", "data.mix.ratio=0.5"])
     assert c.train.max_steps == 7 and c.data.mix.ratio == 0.5 and c.data.keeps_waveform
     assert c.cache_dir == tmp_path / "cache"
+    # a path typed on the command line is where the user stands, not beside the file
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    e = load_config(tmp_path / "run.json", ['data.manifests=["data/train.jsonl"]', "data.cache_dir=data/cache",
+                                            "train.resume=auto", "encoders.rawnet3=none"])
+    assert e.manifest_paths == [elsewhere / "data/train.jsonl"] and e.cache_dir == elsewhere / "data/cache"
+    assert e.train.resume == "auto" and e.encoders.rawnet3 == "none"
     with pytest.raises(ConfigError, match="unknown key"):
         TrainConfig.from_dict({"optim": {"lr": 1.0}})
     with pytest.raises(ConfigError, match="mix.modes"):

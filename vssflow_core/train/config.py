@@ -13,7 +13,8 @@ Sections (every key optional; an unknown key is an error that names the known on
     [demo]       DemoFrontendConfig fields (what the demo stand-ins compute; see vssflow_core.demo.frontends)
 
 Relative paths are resolved against the configuration file's folder.  ``--set section.key=value`` on the command line
-overrides single values (the value is read as JSON when it parses, else taken as a string).
+overrides single values (the value is read as JSON when it parses, else taken as a string); a relative path given
+there is resolved against the working directory, where the user typed it.
 
 Example (the official joint pre-training on 4 GPUs: 36 x 2 x 4 = 288 clips per step, lr 1.152e-4)::
 
@@ -369,10 +370,31 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[st
     return values
 
 
+# The keys whose values are paths (read through TrainConfig.path): an override of one is made absolute against the
+# working directory, since that is where the command line was typed.
+PATH_KEYS = frozenset({"data.manifests", "data.cache_dir", "train.out_dir", "train.init_from", "train.resume",
+                       "encoders.clip", "encoders.synchformer", "encoders.vae", "encoders.rawnet3",
+                       "encoders.models_dir"})
+
+
+def _from_working_dir(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_from_working_dir(v) for v in value]
+    if isinstance(value, str) and value not in ("", "none", "auto", "last") and not Path(value).expanduser().is_absolute():
+        return str(Path.cwd() / Path(value).expanduser())
+    return value
+
+
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read, override and validate a configuration file; relative paths resolve against its folder."""
+    """Read, override and validate a configuration file; relative paths in the file resolve against its folder,
+    those given in ``overrides`` against the working directory."""
     path = Path(path)
     values = apply_overrides(read_config_file(path), overrides)
+    for item in overrides:
+        dotted = item.split("=", 1)[0].strip()
+        if dotted in PATH_KEYS:
+            section, key = dotted.split(".")
+            values[section][key] = _from_working_dir(values[section][key])
     return TrainConfig.from_dict(values, base_dir=values.pop("base_dir", None) or path.resolve().parent)
 
 
