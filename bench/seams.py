@@ -25,7 +25,8 @@ Run
     .venv/bin/python bench/seams.py                          # tiny random components: a minute
     .venv/bin/python bench/seams.py --checkpoint demo        # the shipped demo model
     .venv/bin/python bench/seams.py --checkpoint models/vssflow/official --models-dir models
-Options: ``--solver`` / ``--steps`` (default the pipeline's dopri5), ``--seconds``, ``--seeds``, ``--half-width``,
+Options: ``--subtitles`` (a dialogue's .srt/.vtt for ``--video``: windows planned around its lines, which are
+spoken), ``--solver`` / ``--steps`` (default the pipeline's dopri5), ``--seconds``, ``--seeds``, ``--half-width``,
 ``--video`` (your own video instead of the synthetic scene), ``--json`` (write every number), ``--wav-dir`` (keep
 the generated audio to listen to the seams).
 """
@@ -51,6 +52,8 @@ from vssflow_core.config import SEQUENCE, WINDOWS  # noqa: E402
 from vssflow_core.flow.settings import SamplerSettings  # noqa: E402
 from vssflow_core.flow.solvers import OFFICIAL_SOLVER  # noqa: E402
 from vssflow_core.pipeline import VSSFlowPipeline  # noqa: E402
+from vssflow_core.line_windows import speech_plan  # noqa: E402
+from vssflow_core.text.subtitles import read_subtitles  # noqa: E402
 from vssflow_core.windows import SEAMS, WindowPlan, plan_windows  # noqa: E402
 
 HOP_SEC = 0.01  # spectrogram hop
@@ -182,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="tiny", help="'tiny' (random test components), 'demo', or a path")
     parser.add_argument("--models-dir", help="components folder for a full checkpoint")
     parser.add_argument("--video", help="a video to use instead of the synthetic scene")
+    parser.add_argument("--subtitles", help="an .srt/.vtt of the video's dialogue: windows are planned around its lines "
+                        "(no seam inside a line) and the lines are spoken")
     parser.add_argument("--seconds", type=float, default=45.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--solver", default=OFFICIAL_SOLVER)
@@ -199,14 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="vssflow_seams_video_"))
     video = Path(args.video) if args.video else synthetic_video(scratch / "scene.mp4", args.seconds, seed=0)
     settings = SamplerSettings(solver=args.solver, steps=args.steps)
+    track = read_subtitles(args.subtitles) if args.subtitles else None
     results: dict[str, dict] = {}
     for seam in SEAMS:
         windows = dataclasses.replace(WINDOWS, seam=seam)
         runs, started = [], time.perf_counter()
         for seed in args.seeds:
-            audio = pipe.generate(video, seed=seed, settings=settings, windows=windows,
+            audio = pipe.generate(video, seed=seed, settings=settings, windows=windows, speech=track,
                                   max_duration=float("inf"))
-            plan = plan_windows(audio.duration, SEQUENCE, windows)
+            plan = (speech_plan(audio.duration, track, windows=windows, max_duration=float("inf")) if track
+                    else plan_windows(audio.duration, SEQUENCE, windows))
             waveform = audio.waveform[0].numpy()
             runs.append(measure(waveform, plan, args.half_width))
             if args.wav_dir:
