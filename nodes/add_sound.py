@@ -68,7 +68,7 @@ class VSSFlowAddSoundToVideo(io.ComfyNode):
         visual = encode_visual(components, vssflow_video, phonemes)  # windows placed around the speech
         latent = sample_latent(model, components, visual, seed, DEFAULT_FIXED_STEPS, OFFICIAL_GUIDANCE_SCALE,
                                DEFAULT_SOLVER, 1, phonemes, schedule=DEFAULT_SCHEDULE,
-                               node_id=comfy_bridge.node_id(cls))
+                               node_id=comfy_bridge.node_id(cls), use_checkpoint_sampler=True)
         audio = decode_audio(components, latent)
         ui, with_sound = mux_and_save(video, audio, PREVIEW_PREFIX, folder_type="temp")
         return io.NodeOutput(with_sound, audio, ui=ui)

@@ -65,6 +65,12 @@ class VSSFlowSampler(io.ComfyNode):
                 io.Boolean.Input("speech_only", default=False, optional=True,
                                  tooltip="Speech alone, without the picture's sound effects: the decoded sound is "
                                          "silenced outside the lines."),
+                io.Boolean.Input("use_checkpoint_sampler", default=True, optional=True,
+                                 tooltip="When the loaded checkpoint recommends its own sampler (a distilled "
+                                         "student: its solver and few steps at guidance scale 1), sample with that "
+                                         "and ignore solver, steps, schedule, guidance_scale, atol and rtol here. "
+                                         "Off: use the widgets. Ordinary checkpoints recommend nothing and always "
+                                         "use the widgets."),
             ],
             outputs=[LatentType.Output("latent", tooltip="The audio latents, for Vocoder Decode.")],
             hidden=[io.Hidden.unique_id],
@@ -74,18 +80,22 @@ class VSSFlowSampler(io.ComfyNode):
     def execute(cls, vssflow_model, vssflow_components, visual_features, seed: int, steps: int,
                 guidance_scale: float, solver: str, batch_size: int, phonemes=None, speaker_reference=None,
                 schedule: str = DEFAULT_SCHEDULE, atol: float = OFFICIAL_ATOL,
-                rtol: float = OFFICIAL_RTOL, audio_edit=None, speech_only: bool = False) -> io.NodeOutput:
+                rtol: float = OFFICIAL_RTOL, audio_edit=None, speech_only: bool = False,
+                use_checkpoint_sampler: bool = True) -> io.NodeOutput:
         return io.NodeOutput(sample_latent(vssflow_model, vssflow_components, visual_features, seed, steps,
                                            guidance_scale, solver, batch_size, phonemes, speaker_reference, schedule,
                                            atol, rtol, node_id=comfy_bridge.node_id(cls), edit=audio_edit,
-                                           speech_only=speech_only))
+                                           speech_only=speech_only, use_checkpoint_sampler=use_checkpoint_sampler))
 
 
 def sample_latent(vssflow_model, vssflow_components, visual_features, seed: int, steps: int, guidance_scale: float,
                   solver: str, batch_size: int, phonemes=None, speaker_reference=None,
                   schedule: str = DEFAULT_SCHEDULE, atol: float = OFFICIAL_ATOL, rtol: float = OFFICIAL_RTOL, *,
-                  node_id: str | None = None, edit=None, speech_only: bool = False) -> Latent:
-    """The sampler's work (also done by Add Sound to Video); progress is shown on node ``node_id``."""
+                  node_id: str | None = None, edit=None, speech_only: bool = False,
+                  use_checkpoint_sampler: bool = False) -> Latent:
+    """The sampler's work (also done by Add Sound to Video); progress is shown on node ``node_id``.
+    ``use_checkpoint_sampler``: the loaded checkpoint's recommended sampler, where it has one, replaces the given
+    solver, steps, schedule, guidance scale and tolerances."""
     track = phonemes if phonemes is not None else SpeechTrack()
     # on the clip's whole timeline, cut per window by sample_windows; checks the speech window against the clip
     track.frame_ids_on(visual_features.plan)
@@ -97,8 +107,10 @@ def sample_latent(vssflow_model, vssflow_components, visual_features, seed: int,
         pipe = VSSFlowPipeline(vssflow_model.model, parts)
         # the lines' phoneme ids, one speaker per window (the voices' references), the speech-only mask
         phone_ids, speakers, mask = pipe.speech_conditions(visual_features.plan, track, speaker=speaker_reference)
-        settings = SamplerSettings(solver=solver, steps=steps, schedule=schedule, guidance_scale=guidance_scale,
-                                   atol=atol, rtol=rtol)
+        recommended = getattr(vssflow_model.model, "recommended_sampler", None)  # set by load_network
+        settings = (recommended if use_checkpoint_sampler and recommended is not None else
+                    SamplerSettings(solver=solver, steps=steps, schedule=schedule, guidance_scale=guidance_scale,
+                                    atol=atol, rtol=rtol))
         sampled = pipe.sample_windows(visual_features, phone_ids, speakers, batch_size=batch_size, seed=seed,
                                       settings=settings, callback=comfy_bridge.step_reporter(node_id),
                                       speech_mask=mask, edit=edit)

@@ -243,3 +243,83 @@ def test_command_line_makes_pairs_then_a_student_folder(tmp_path, capsys):
     other = save_vssflow(random_teacher(seed=1), tmp_path / "other.safetensors")
     assert main([*train[:3], str(other), *train[4:7], str(tmp_path / "s3")]) == 1
     assert "another teacher" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A student's recommendation is the default of the command line, the pipeline and the nodes; explicit options win
+# ---------------------------------------------------------------------------------------------------------------------
+
+STUDENT_SAMPLER = SamplerSettings(solver="euler", steps=2, guidance_scale=1.0)
+
+
+def tiny_student(folder):
+    """The tiny pipeline's components under ``folder``, beside a tiny network that recommends STUDENT_SAMPLER."""
+    from tiny_models import NET_CFG, build_tiny_components
+    from vssflow_core.flow.settings import sampler_metadata
+
+    paths = build_tiny_components(folder)
+    torch.manual_seed(0)
+    paths["student"] = save_vssflow(VSSFlow(NET_CFG), folder / "student.safetensors",
+                                    metadata=sampler_metadata(STUDENT_SAMPLER, guidance_folded=True))
+    return paths
+
+
+def test_the_command_line_samples_a_student_as_it_recommends_unless_told_otherwise(tmp_path, capsys):
+    import av
+
+    from vssflow_core.generate import main as generate_main
+    from vssflow_core.video.synthetic import make_counter_video
+
+    paths = tiny_student(tmp_path / "models")
+    video = make_counter_video(tmp_path / "clip.mp4", 50, 25)  # 2 s: one window
+    weights = ["--checkpoint", str(paths["student"]), "--clip", str(paths["clip"]), "--synchformer",
+               str(paths["synchformer"]), "--vae", str(paths["vae"]), "--vocoder", str(paths["vocoder"]),
+               "--device", "cpu", "-q"]
+
+    def run(name, *options):
+        out = tmp_path / f"{name}.mp4"
+        assert generate_main(["--video", str(video), "-o", str(out), *weights, *options]) == 0
+        with av.open(str(out)) as container:
+            return capsys.readouterr().out, json.loads(container.metadata["vssflow"])
+
+    summary, tags = run("recommended")
+    assert "euler 2 steps (uniform) at guidance scale 1: 2 steps / 2 evaluations" in summary
+    assert (tags["solver"], tags["steps"], tags["guidance_scale"]) == ("euler", 2, 1.0)
+    summary, tags = run("heun", "--solver", "heun")  # the user's solver, the student's other settings
+    assert "heun 2 steps (uniform) at guidance scale 1: 2 steps / 4 evaluations" in summary
+    assert (tags["solver"], tags["steps"], tags["guidance_scale"]) == ("heun", 2, 1.0)
+    summary, tags = run("teacher", "--checkpoint", str(paths["checkpoint"]), "--solver", "euler")
+    assert "guidance scale 3:" in summary and tags["guidance_scale"] == 3.0  # an ordinary checkpoint: the defaults
+
+
+def test_the_pipeline_and_the_sampler_node_follow_the_loaded_students_recommendation(tmp_path):
+    from tiny_models import TINY_FILES
+    from vssflow_core.loading import load_network
+    from vssflow_core.pipeline import VSSFlowPipeline
+    from workflow_tools import load_pack, pack_nodes
+
+    root = tmp_path / "models" / "vssflow"
+    paths = tiny_student(root / "tiny")  # the dropdowns' names: tiny/<file>
+    names = {key: f"tiny/{name}" for key, name in TINY_FILES.items()}
+    teacher, student = paths.pop("checkpoint"), paths.pop("student")
+    assert load_network(student, device="cpu").recommended_sampler == STUDENT_SAMPLER
+    assert load_network(teacher, device="cpu").recommended_sampler is None
+    parts = {k: v for k, v in paths.items() if k != "rawnet3"}
+    assert VSSFlowPipeline.load(student, device="cpu", **parts).default_settings == STUDENT_SAMPLER
+    assert VSSFlowPipeline.load(teacher, device="cpu", **parts).default_settings == SamplerSettings()
+
+    pack = load_pack()
+    nodes = pack_nodes(pack)
+    pack.nodes.comfy_bridge.configure(models_dirs=[root], input_dir=tmp_path / "input",
+                                      output_dir=tmp_path / "output", temp_dir=tmp_path / "temp")
+    (model,) = nodes["VSSFlowCheckpointLoader"].execute("tiny/student.safetensors", "auto", "float32")
+    (components,) = nodes["VSSFlowComponentsLoader"].execute(names["clip"], names["synchformer"], names["vae"],
+                                                             names["vocoder"], names["rawnet3"], False, "auto")
+    video, *_ = nodes["VSSFlowVideoLoader"].execute(images=torch.rand(10, 8, 8, 3), frame_rate=10.0)
+    (visual,) = nodes["VSSFlowVisualEncoder"].execute(components, video)
+    widgets = {"seed": 0, "steps": 5, "guidance_scale": 3.0, "solver": "heun", "batch_size": 1}
+
+    (latent,) = nodes["VSSFlowSampler"].execute(model, components, visual, **widgets)
+    assert (latent.stats.solver, latent.stats.steps, latent.stats.evaluations) == ("euler", 2, 2)
+    (latent,) = nodes["VSSFlowSampler"].execute(model, components, visual, **widgets, use_checkpoint_sampler=False)
+    assert (latent.stats.solver, latent.stats.steps) == ("heun", 5)  # switched off: the widgets

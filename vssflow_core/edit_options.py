@@ -105,14 +105,16 @@ def ducking(args: argparse.Namespace) -> Ducking | None:
 
 
 def generation_settings(args: argparse.Namespace, seed: int, take: int, stats: Any, edit: AudioEdit | None,
-                        checkpoint: Any) -> dict[str, Any]:
-    """What the written video's tags carry: enough to regenerate this take alone."""
-    settings: dict[str, Any] = {"seed": seed, "take": take, "solver": stats.solver, "steps": stats.steps,
-                                "evaluations": stats.evaluations, "schedule": args.schedule,
-                                "guidance_scale": args.guidance_scale, "checkpoint": str(checkpoint),
+                        checkpoint: Any, sampler: Any) -> dict[str, Any]:
+    """What the written video's tags carry: enough to regenerate this take alone.  ``sampler``: the
+    :class:`~vssflow_core.flow.settings.SamplerSettings` actually used (the options given, else the checkpoint's
+    recommendation, else the official defaults)."""
+    settings: dict[str, Any] = {"seed": seed, "take": take, "solver": sampler.solver, "steps": stats.steps,
+                                "evaluations": stats.evaluations, "schedule": sampler.schedule,
+                                "guidance_scale": sampler.guidance_scale, "checkpoint": str(checkpoint),
                                 "loudness": args.loudness, "true_peak_db": args.true_peak}
-    if args.solver == "dopri5":
-        settings.update(atol=args.atol, rtol=args.rtol)
+    if not sampler.fixed_steps:
+        settings.update(atol=sampler.atol, rtol=sampler.rtol)
     if edit is not None:
         settings.update(strength=edit.strength, regenerate=[str(r) for r in edit.ranges],
                         crossfade_ms=edit.crossfade_sec * 1000)

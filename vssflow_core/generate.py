@@ -25,7 +25,7 @@ from . import edit_options
 from .config import WINDOWS
 from .flow.guidance import OFFICIAL_GUIDANCE_SCALE
 from .flow.schedules import SCHEDULES
-from .flow.settings import SamplerSettings
+from .flow.settings import recommended_settings
 from .flow.solvers import (DEFAULT_FIXED_STEPS, DEFAULT_SCHEDULE, DEFAULT_SOLVER, OFFICIAL_ATOL, OFFICIAL_RTOL,
                            OFFICIAL_SOLVER, SOLVER_NAMES)
 
@@ -80,17 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = p.add_argument_group("sampling")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--solver", choices=SOLVER_NAMES, default=DEFAULT_SOLVER,
-                   help=f"ODE solver (default: %(default)s; official: {OFFICIAL_SOLVER})")
-    s.add_argument("--steps", type=int, default=DEFAULT_FIXED_STEPS,
-                   help=f"steps of the fixed-step solvers (default: %(default)s; {OFFICIAL_SOLVER} adapts)")
-    s.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE,
-                   help="time grid of the fixed-step solvers: uniform (default) or balanced (more steps early, "
-                        "where errors grow the most)")
-    s.add_argument("--guidance-scale", type=float, default=OFFICIAL_GUIDANCE_SCALE,
-                   help="classifier-free guidance (official: %(default)s)")
-    s.add_argument("--atol", type=float, default=OFFICIAL_ATOL, help="dopri5 absolute tolerance (official: %(default)s)")
-    s.add_argument("--rtol", type=float, default=OFFICIAL_RTOL, help="dopri5 relative tolerance (official: %(default)s)")
+    # None: what the checkpoint recommends (a distilled student's solver and steps), else the official defaults
+    s.add_argument("--solver", choices=SOLVER_NAMES, default=None,
+                   help=f"ODE solver (default: the checkpoint's recommendation, else {DEFAULT_SOLVER}; official: "
+                        f"{OFFICIAL_SOLVER})")
+    s.add_argument("--steps", type=int, default=None,
+                   help=f"steps of the fixed-step solvers (default: the checkpoint's recommendation, else "
+                        f"{DEFAULT_FIXED_STEPS}; {OFFICIAL_SOLVER} adapts)")
+    s.add_argument("--schedule", choices=SCHEDULES, default=None,
+                   help=f"time grid of the fixed-step solvers: uniform or balanced (more steps early, where errors "
+                        f"grow the most); default: the checkpoint's recommendation, else {DEFAULT_SCHEDULE}")
+    s.add_argument("--guidance-scale", type=float, default=None,
+                   help=f"classifier-free guidance (default: the checkpoint's recommendation, else the official "
+                        f"{OFFICIAL_GUIDANCE_SCALE:g})")
+    s.add_argument("--atol", type=float, default=None,
+                   help=f"dopri5 absolute tolerance (default: the checkpoint's, else the official {OFFICIAL_ATOL:g})")
+    s.add_argument("--rtol", type=float, default=None,
+                   help=f"dopri5 relative tolerance (default: the checkpoint's, else the official {OFFICIAL_RTOL:g})")
     s.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     s.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="precision of the VSSFlow network")
     s.add_argument("--encoder-dtype", choices=("auto", *sorted(_DTYPES)), default="auto",
@@ -138,7 +144,7 @@ def _check_args(args: argparse.Namespace) -> None:
     for flag, value in (("--speaker", args.speaker), ("--lip", args.lip)):
         if value is not None and not Path(value).expanduser().is_file():
             raise FileNotFoundError(f"{flag}: no such file: {value}")
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available to this PyTorch")
@@ -245,6 +251,13 @@ def _speech_track(args: argparse.Namespace, duration: float):
     return track.with_references(voices) if voices else track
 
 
+def _sampler_options(args: argparse.Namespace) -> dict:
+    """The sampler options as :class:`SamplerSettings` fields; None: not given (the checkpoint's recommendation, else
+    the official default)."""
+    return {"solver": args.solver, "steps": args.steps, "schedule": args.schedule,
+            "guidance_scale": args.guidance_scale, "atol": args.atol, "rtol": args.rtol, "compile": args.compile}
+
+
 def run(args: argparse.Namespace) -> int:
     from .media import mux_audio, write_audio
     from .media.together import written_together
@@ -258,8 +271,10 @@ def run(args: argparse.Namespace) -> int:
     from .windows import check_duration
 
     _check_args(args)
-    settings = SamplerSettings(solver=args.solver, steps=args.steps, schedule=args.schedule,
-                               guidance_scale=args.guidance_scale, atol=args.atol, rtol=args.rtol, compile=args.compile)
+    # the user's explicit sampler options, checked now (before any video is read); the checkpoint's recommendation
+    # fills in the rest once it is loaded
+    chosen = _sampler_options(args)
+    recommended_settings(None, **chosen)
     if not 0 <= args.seed < 2**64:  # any integer is a seed: the noise generators take it modulo 2^64
         print(f"note: seed {args.seed} is used modulo 2^64, as {args.seed % 2**64}", file=sys.stderr)
     # Cheap checks first: the video opens and is not too long, the transcript is pronounceable in its window.  The
@@ -281,6 +296,7 @@ def run(args: argparse.Namespace) -> int:
             speaker=bool(args.speaker or args.voice),
             download=args.download, device=args.device, dtype=_DTYPES[args.dtype], encoder_dtype=args.encoder_dtype,
         )
+        settings = recommended_settings(None, pipe.default_settings, **chosen)
         progress = _ProgressBar(settings.solver, enabled=not args.quiet)
         try:
             audio = pipe.generate(source, speech=track, speaker=args.speaker, lip=args.lip, seed=seed,
@@ -297,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
                             lines=lines, ducking=edit_options.ducking(args))
     video_track, video_rate = tracks.video_track
     tags = generation_metadata(edit_options.generation_settings(args, audio.stats.seeds[0], take, audio.stats, edit,
-                                                                args.checkpoint or "default"))
+                                                                args.checkpoint or "default", settings))
 
     # Both files are built under temporary names and renamed into place together at the very end; a name that
     # appeared meanwhile is not replaced, and then neither file appears.
@@ -317,8 +333,8 @@ def run(args: argparse.Namespace) -> int:
     written = " and ".join(str(p) for p in (video_out.path if video_out else None, args.wav, args.srt) if p)
     stats = audio.stats
     takes = f"take {take} of {args.takes}, " if args.takes > 1 else ""
-    print(f"wrote {written}: {audio.duration:.2f} s, {takes}seed {stats.seeds[0]}, {stats.solver} {stats.steps} "
-          f"steps / {stats.evaluations} evaluations, {tracks.report.loudness_after:.1f} LUFS, true peak "
+    print(f"wrote {written}: {audio.duration:.2f} s, {takes}seed {stats.seeds[0]}, {settings.describe()} at guidance "
+          f"scale {settings.guidance_scale:g}: {stats.steps} steps / {stats.evaluations} evaluations, {tracks.report.loudness_after:.1f} LUFS, true peak "
           f"{tracks.report.true_peak_after_db:.1f} dBTP, {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -47,7 +47,10 @@ def load_network(
     """The VSSFlow network from ``checkpoint`` (see :func:`resolve_checkpoint`)."""
     device = torch.device(device) if device is not None else default_device()
     path = resolve_checkpoint(checkpoint, models_dir=models_dir, download=download, verify=verify)
-    return load_vssflow(path, head_dim=head_dim, dtype=dtype, device=device)
+    model = load_vssflow(path, head_dim=head_dim, dtype=dtype, device=device)
+    # the checkpoint's own sampler (a distilled student's), carried with the network for the pipeline and the nodes
+    model.recommended_sampler = _recommendation(path)
+    return model
 
 
 def resolve_checkpoint(
@@ -240,15 +243,29 @@ def recommended_sampler(checkpoint: str | os.PathLike | None = None, *, base: An
     metadata recommends (a distilled student: its solver, steps and guidance scale 1, see :mod:`vssflow_core.distill`),
     else ``base``/the defaults; the user's ``overrides`` (None: not given) win."""
     from .flow.settings import recommended_settings
-    from .weights.checkpoint import VSSFLOW_FILE
 
     path = resolve_checkpoint(checkpoint, models_dir=models_dir, announce=False)
+    return recommended_settings(_checkpoint_metadata(path), base, **overrides)
+
+
+def _checkpoint_metadata(path: Path) -> dict[str, str]:
+    """The string metadata of a safetensors checkpoint (or of a converted folder's network file); {} otherwise."""
+    from .weights.checkpoint import VSSFLOW_FILE
+
+    path = Path(path)
     if path.is_dir():
         path = path / VSSFLOW_FILE
-    metadata: dict[str, str] = {}
     if path.suffix == ".safetensors" and path.is_file():
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-    return recommended_settings(metadata, base, **overrides)
+            return dict(f.metadata() or {})
+    return {}
+
+
+def _recommendation(path: Path):
+    """The settings ``path``'s metadata recommends, or None for a checkpoint without a recommendation."""
+    from .flow.settings import SAMPLER_METADATA_KEY, recommended_settings
+
+    metadata = _checkpoint_metadata(path)
+    return recommended_settings(metadata) if metadata.get(SAMPLER_METADATA_KEY) else None

@@ -92,6 +92,9 @@ class VSSFlowPipeline:
         check_compatible(components, model)
         self.model = model.eval().requires_grad_(False)
         self.components = components
+        # what sampling uses when no settings are given: the checkpoint's recommendation (a distilled student's
+        # solver and steps, carried by load_network), else the official defaults
+        self.default_settings: SamplerSettings = getattr(model, "recommended_sampler", None) or SamplerSettings()
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike | None = None, *, dtype: torch.dtype = torch.float32,
@@ -188,7 +191,7 @@ class VSSFlowPipeline:
         return noise.to(self.device), seeds
 
     @torch.inference_mode()
-    def sample(self, conditions: Conditions, *, seed: int = 0, settings: SamplerSettings = SamplerSettings(),
+    def sample(self, conditions: Conditions, *, seed: int = 0, settings: SamplerSettings | None = None,
                callback: ProgressCallback | None = None, known: KnownFrames | None = None,
                edit: WindowEdit | None = None) -> SampledLatent:
         """Integrate the guided flow from noise (t = 0) to a packed latent (t = 1) as ``settings`` say.
@@ -200,8 +203,10 @@ class VSSFlowPipeline:
         path to their value and the rest is generated to continue them (:class:`~vssflow_core.windows.KnownFrames`).
         ``edit``: this window of an existing track (:class:`~vssflow_core.flow.edit.WindowEdit`): the frames outside
         its ranges are held to it too, and the flow starts at ``1 - strength`` from its path point (strength 0: the
-        encoded track itself, nothing integrated).
+        encoded track itself, nothing integrated).  ``settings`` None: :attr:`default_settings` (the checkpoint's
+        recommended sampler, else the official one).
         """
+        settings = settings if settings is not None else self.default_settings
         ode = settings.make_solver()
         noise, seeds = self.initial_noise(conditions.batch_size, seed)
         held = known if edit is None or edit.held is None else (edit.held if known is None
@@ -246,7 +251,7 @@ class VSSFlowPipeline:
         *,
         batch_size: int = 1,
         seed: int = 0,
-        settings: SamplerSettings = SamplerSettings(),
+        settings: SamplerSettings | None = None,
         callback: ProgressCallback | None = None,
         speech_mask: torch.Tensor | None = None,
         edit: AudioEdit | None = None,
@@ -314,7 +319,7 @@ class VSSFlowPipeline:
         fps: float | None = None,
         batch_size: int = 1,
         seed: int = 0,
-        settings: SamplerSettings = SamplerSettings(),
+        settings: SamplerSettings | None = None,
         callback: ProgressCallback | None = None,
         max_duration: float | None = None,
         windows: WindowConfig = WINDOWS,
@@ -400,7 +405,8 @@ class _WindowSampler:
                 raise ValueError(f"{name} cover {track.shape[0]} latent frames, the {plan.count} window(s) of a "
                                  f"{plan.duration:.2f} s clip need {timeline}; make them for this clip's duration")
         self.pipe, self.plan, self.speaker, self.batch_size, self.seed = pipe, plan, speaker, batch_size, seed
-        self.settings, self.callback, self.speech_mask = settings, callback, speech_mask
+        self.settings = settings if settings is not None else pipe.default_settings
+        self.callback, self.speech_mask = callback, speech_mask
         if edit is not None and edit.samples != plan.samples:
             raise ValueError(f"the track to edit lasts {edit.samples / plan.sequence.sample_rate:.2f} s, the clip "
                              f"{plan.duration:.2f} s; prepare it for this clip (AudioEdit.prepare)")
