@@ -8,6 +8,7 @@ Tiny widths, a 2 s window (50 latent frames) and cache items written by hand, so
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -190,6 +191,9 @@ def test_a_trained_student_is_an_ordinary_checkpoint_that_recommends_its_sampler
     settings = recommended_sampler(result.path)
     assert settings == SamplerSettings(solver="euler", steps=4, schedule="uniform", guidance_scale=1.0)
     assert recommended_sampler(result.path, steps=8, solver=None).steps == 8  # the user's choice wins
+    renamed = tmp_path / "student.sft"  # the format comes from the bytes, as for the weights themselves
+    shutil.copyfile(result.path, renamed)
+    assert recommended_sampler(renamed) == settings
     assert recommended_sampler(teacher_file) == SamplerSettings()  # a teacher keeps the official sampler
     assert recommended_settings(None, guidance_scale=2.0).guidance_scale == 2.0
     with pytest.raises(TypeError, match="unknown sampler settings"):

@@ -22,7 +22,8 @@ from .encoders.clip import load_clip_visual
 from .encoders.rawnet3 import load_rawnet3
 from .encoders.synchformer import load_synchformer
 from .model.vssflow import VSSFlow
-from .weights.checkpoint import CheckpointError, load_vssflow
+from .flow.settings import SAMPLER_METADATA_KEY, recommended_settings
+from .weights.checkpoint import CheckpointError, load_vssflow, read_metadata
 from .weights.hub import MissingWeightsError, resolve_any
 
 __all__ = ["DEMO", "component_finder", "component_path", "load_components", "load_network", "read_config",
@@ -242,30 +243,11 @@ def recommended_sampler(checkpoint: str | os.PathLike | None = None, *, base: An
     """The :class:`~vssflow_core.flow.settings.SamplerSettings` to sample ``checkpoint`` with by default: what its
     metadata recommends (a distilled student: its solver, steps and guidance scale 1, see :mod:`vssflow_core.distill`),
     else ``base``/the defaults; the user's ``overrides`` (None: not given) win."""
-    from .flow.settings import recommended_settings
-
     path = resolve_checkpoint(checkpoint, models_dir=models_dir, announce=False)
-    return recommended_settings(_checkpoint_metadata(path), base, **overrides)
-
-
-def _checkpoint_metadata(path: Path) -> dict[str, str]:
-    """The string metadata of a safetensors checkpoint (or of a converted folder's network file); {} otherwise."""
-    from .weights.checkpoint import VSSFLOW_FILE
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / VSSFLOW_FILE
-    if path.suffix == ".safetensors" and path.is_file():
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    return {}
+    return recommended_settings(read_metadata(path), base, **overrides)
 
 
 def _recommendation(path: Path):
     """The settings ``path``'s metadata recommends, or None for a checkpoint without a recommendation."""
-    from .flow.settings import SAMPLER_METADATA_KEY, recommended_settings
-
-    metadata = _checkpoint_metadata(path)
+    metadata = read_metadata(path)
     return recommended_settings(metadata) if metadata.get(SAMPLER_METADATA_KEY) else None

@@ -169,6 +169,23 @@ def read_state_dict(path: str | os.PathLike,
     return {key: _in_dtype(tensor, dtype) for key, tensor in tensors.items()}, {}
 
 
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors checkpoint (a converted folder: its network file), read from the header
+    alone; {} for the formats that carry none, or for a file that is not there."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / VSSFLOW_FILE
+    try:
+        if not path.is_file() or inspect_weights_file(path) is not WeightFormat.SAFETENSORS:
+            return {}
+    except FileFormatError:
+        return {}  # the loader names what is wrong with the file
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
 def _in_dtype(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
     if dtype is None or not tensor.is_floating_point() or tensor.dtype == dtype:
         return tensor
@@ -372,6 +389,17 @@ def load_vssflow(path: str | os.PathLike, head_dim: int | None = None, dtype: to
     check_state_dict(to_official_keys(model.state_dict()), parts["vssflow"], f"VSSFlow ({path})")
     load_strict(model, model_state, f"VSSFlow ({path})", dtype=dtype, device=device)
     return model.eval()
+
+
+def read_tagged(path: str | os.PathLike, key: str, tensors: bool = True) -> tuple[dict[str, torch.Tensor], object]:
+    """The tensors (``tensors=False``: none) and the JSON metadata entry ``key`` of a safetensors file written with
+    one (a feature-cache item, a distillation shard).  Raises whatever reading fails with (missing or truncated
+    file, no such entry, bad JSON): the callers turn it into their own message or into "recompute"."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads((f.metadata() or {})[key])
+        return ({k: f.get_tensor(k) for k in f.keys()} if tensors else {}), meta
 
 
 def save_safetensors_atomic(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike,
