@@ -33,7 +33,7 @@ import torch
 from ..flow.guidance import OFFICIAL_GUIDANCE_SCALE, CachedGuidedVelocity
 from ..flow.settings import SamplerSettings
 from ..model.vssflow import VSSFlow
-from ..weights.checkpoint import save_safetensors_atomic
+from ..weights.checkpoint import read_tagged, save_safetensors_atomic
 
 log = logging.getLogger(__name__)
 
@@ -94,22 +94,15 @@ class PairsPlan:
 
 def read_shard_meta(path: str | os.PathLike) -> dict[str, Any] | None:
     """A shard's metadata, or None when the file is missing, truncated or foreign."""
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), framework="pt") as f:
-            return json.loads((f.metadata() or {})[METADATA_KEY])
+        return read_tagged(path, METADATA_KEY, tensors=False)[1]
     except Exception:
         return None
 
 
 def read_shard(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {})[METADATA_KEY])
-            return {k: f.get_tensor(k) for k in f.keys()}, meta
+        return read_tagged(path, METADATA_KEY)
     except Exception as exc:
         raise PairsError(f"cannot read the pairs shard {path} ({type(exc).__name__}: {exc}); delete it and run "
                          "the pairs step again") from None

@@ -44,7 +44,7 @@ from ..devices import default_device
 from ..loading import component_finder, load_components, read_config
 from ..media.audio_io import read_audio
 from ..video import open_video
-from ..weights.checkpoint import save_safetensors_atomic
+from ..weights.checkpoint import read_tagged, save_safetensors_atomic
 from ..weights.hub import MissingWeightsError
 from .manifest import ManifestRow
 
@@ -80,27 +80,16 @@ def write_item(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], met
 
 def read_item_meta(path: str | os.PathLike) -> dict[str, Any] | None:
     """The metadata of a cached item, or None when the file is missing or unreadable."""
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = (f.metadata() or {}).get(METADATA_KEY)
+        return read_tagged(path, METADATA_KEY, tensors=False)[1]
     except Exception:  # missing, truncated or foreign file: recompute
-        return None
-    try:
-        return json.loads(meta) if meta else None
-    except json.JSONDecodeError:
         return None
 
 
 def read_item(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Tensors and metadata of a cached item."""
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {})[METADATA_KEY])
-            return {k: f.get_tensor(k) for k in f.keys()}, meta
+        return read_tagged(path, METADATA_KEY)
     except Exception as exc:
         raise CacheError(f"cannot read the cached item {path} ({type(exc).__name__}: {exc}); delete it and rebuild "
                          "the cache") from None
