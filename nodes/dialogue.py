@@ -7,9 +7,9 @@ from ..vssflow_core.text.subtitles import SUBTITLE_FORMATS, read_subtitles
 from . import comfy_bridge
 from .comfy_bridge import io
 from .common import CATEGORY, PhonemesType
+from .phonemes import mode_input
 
 NO_FILE = "(none)"
-MODES = ["auto", "text", "arpabet"]
 VOICES = 3  # voice reference sockets (execute names each pair)
 
 
@@ -48,9 +48,7 @@ class VSSFlowDialogue(io.ComfyNode):
                                         f"{ROW_EXAMPLE}. The voice is optional."),
                 io.Combo.Input("subtitle_file", options=[NO_FILE, *subtitle_files()], default=NO_FILE,
                                tooltip="An .srt or .vtt file in ComfyUI's input folder (instead of the rows)."),
-                io.Combo.Input("mode", options=MODES, default="auto",
-                               tooltip="auto: ARPAbet when every word looks like a phone and one has a stress digit, "
-                                       "else English text; text / arpabet: force one."),
+                mode_input(),
                 io.Float.Input("duration", force_input=True, optional=True,
                                tooltip="The clip's duration (VideoLoader's duration output): the lines are checked "
                                        "and drawn against the real clip."),

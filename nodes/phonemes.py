@@ -5,11 +5,18 @@ from __future__ import annotations
 import math
 
 from ..vssflow_core.config import WINDOWS
+from ..vssflow_core.text.phonemes import MODES
 from ..vssflow_core.text.track import phoneme_track
 from .comfy_bridge import io
 from .common import CATEGORY, PhonemesType
 
-MODES = ["auto", "text", "arpabet"]
+
+
+def mode_input():
+    """How the text is read (shared by the Phoneme Tokenizer and the Dialogue node)."""
+    return io.Combo.Input("mode", options=list(MODES), default="auto",
+                          tooltip="auto: ARPAbet when every word looks like a phone and one has a stress digit, "
+                                  "else English text; text / arpabet: force one.")
 
 
 class VSSFlowPhonemeTokenizer(io.ComfyNode):
@@ -30,9 +37,7 @@ class VSSFlowPhonemeTokenizer(io.ComfyNode):
                                tooltip="Second of the clip where the speech starts."),
                 io.Float.Input("speech_end", default=0.0, min=0.0, max=window, step=0.01,
                                tooltip="Second of the clip where the speech ends; 0 = the end of the clip."),
-                io.Combo.Input("mode", options=MODES, default="auto",
-                               tooltip="auto: ARPAbet when every word looks like a phone and one has a stress digit, "
-                                       "else English text; text / arpabet: force one."),
+                mode_input(),
                 io.Float.Input("duration", force_input=True, optional=True,
                                tooltip="The clip's duration (VideoLoader's duration output), so the window is "
                                        "checked and drawn against the real clip."),

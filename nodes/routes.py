@@ -21,13 +21,13 @@ from typing import Any, Mapping
 
 from ..vssflow_core.config import SEQUENCE, WINDOWS
 from ..vssflow_core.flow.solvers import SOLVER_NAMES, Dopri5Solver, make_solver
+from ..vssflow_core.text.phonemes import MODES
 from ..vssflow_core.text.speech import SpeechTrackError, describe_rows, one_line_track
 from ..vssflow_core.text.subtitles import read_subtitles
 from . import comfy_bridge
 
 PREFIX = "/vssflow"
 MAX_TEXT_CHARS = 100_000  # a dialogue of many minutes; more is refused rather than phonemized on every keystroke
-MODES = ("auto", "text", "arpabet")
 
 
 def facts() -> dict[str, Any]:

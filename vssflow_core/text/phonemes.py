@@ -46,6 +46,7 @@ PHONES: tuple[str, ...] = tuple(sorted(token for token in TOKEN_IDS if token != 
 PAUSE_MARKS = frozenset({",", ".", "!", "?", ";", ":", "-", "'", "..."})
 
 Mode = Literal["auto", "text", "arpabet"]
+MODES: tuple[str, ...] = Mode.__args__  # the same names as a sequence, for menus and checks
 
 # A token that looks like ARPAbet: 1-2 letters with an optional stress digit, <blank>, or a pause mark.
 _ARPABET_LIKE = re.compile(r"^(?:[A-Za-z]{1,2}[0-9]?|<blank>|[,.!?;:'\-]|\.\.\.)$", re.IGNORECASE)
