@@ -23,7 +23,7 @@ from vssflow_core.train.dataset import CachedFeatureDataset, ResumableBatchSampl
 from vssflow_core.train.features import CACHE_VERSION, item_path, read_item, sequence_key, write_item
 from vssflow_core.train.manifest import ManifestError, read_manifests, write_manifest
 from vssflow_core.train.mixing import MixPlan, MixSource, SoundSpeechMixDataset, draw_plan, mix_sound_and_speech
-from vssflow_core.train.trainer import Trainer, draw_step, warmup_factor
+from vssflow_core.train.trainer import Trainer, autocast_dtype, draw_step, warmup_factor
 
 REPO = Path(__file__).resolve().parents[1]
 WINDOW = 2.0
@@ -145,6 +145,21 @@ def test_config_files_json_and_toml_defaults_and_errors(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="mix.modes"):
         TrainConfig.from_dict({"data": {"mix": {"modes": ["blend"]}}})
 
+
+
+def test_autocast_auto_is_bfloat16_only_where_the_hardware_multiplies_it(monkeypatch):
+    from vssflow_core import devices
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert autocast_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: frozenset({"avx2"}))  # emulated bf16: float32 instead
+    assert autocast_dtype("auto", cpu) is None
+    assert autocast_dtype("bfloat16", cpu) == torch.bfloat16 and autocast_dtype(None, cpu) is None
+    assert TrainConfig.from_dict({"train": {"autocast": "auto"}}).train.autocast == "auto"
+    with pytest.raises(ConfigError, match="train.autocast must be"):
+        TrainConfig.from_dict({"train": {"autocast": "fp8"}})
+    assert load_config(Path(__file__).parents[1] / "vssflow_core/demo/train.toml").train.autocast == "auto"
 
 def test_manifest_rows_are_validated(tmp_path):
     good = [{"task": "v2s", "video": "a.mp4"},

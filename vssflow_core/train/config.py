@@ -151,7 +151,9 @@ class RunConfig:
     init_from: str | None = None  # start from these VSSFlow weights (any file load_vssflow reads) instead of random
     device: str = "auto"  # "auto": cuda:<local rank> when CUDA is available, else cpu
     matmul_precision: str = "medium"  # torch.set_float32_matmul_precision (official: medium -> TF32 on GPUs)
-    autocast: str | None = None  # "bfloat16": mixed-precision forward (weights, optimizer and loss stay float32)
+    # "bfloat16"/"float16": mixed-precision forward (weights, optimizer and loss stay float32); "auto": bfloat16 where
+    # the device multiplies it in hardware, else float32 (emulated bf16 on a CPU without AVX512-BF16 is ~15x slower)
+    autocast: str | None = None
     progress: bool = True  # a tqdm progress bar on rank 0
 
     def validate(self) -> None:
@@ -168,8 +170,8 @@ class RunConfig:
             raise ConfigError("train.keep_checkpoints must be at least 1 (or null to keep all)")
         if self.matmul_precision not in ("highest", "high", "medium"):
             raise ConfigError("train.matmul_precision must be 'highest', 'high' or 'medium'")
-        if self.autocast not in (None, "bfloat16", "float16"):
-            raise ConfigError(f"train.autocast must be null, 'bfloat16' or 'float16', got {self.autocast!r}")
+        if self.autocast not in (None, "auto", "bfloat16", "float16"):
+            raise ConfigError(f"train.autocast must be null, 'auto', 'bfloat16' or 'float16', got {self.autocast!r}")
 
 
 @dataclass

@@ -46,6 +46,7 @@ from ..codec.vae import MelVAE, pack_latent
 from ..flow.path import flow_matching_loss
 from ..model.vssflow import Conditions, VSSFlow
 from ..demo.frontends import FRONTEND_FILE
+from ..devices import has_native_bfloat16
 from .checkpoint import (TrainingState, find_checkpoint, load_training_checkpoint, save_training_checkpoint)
 from .config import TrainConfig, global_batch_size
 from .dataset import CachedFeatureDataset, KeyedDataset, ResumableBatchSampler, collate
@@ -208,6 +209,13 @@ def build_dataset(cfg: TrainConfig, rows=None):
     return dataset
 
 
+def autocast_dtype(setting: str | None, device: torch.device) -> torch.dtype | None:
+    """The forward pass's autocast dtype for ``train.autocast`` on ``device`` (None: float32, no autocast)."""
+    if setting == "auto":
+        return torch.bfloat16 if has_native_bfloat16(device) else None
+    return getattr(torch, setting) if setting else None
+
+
 class Trainer:
     """Trains a :class:`VSSFlow` network on cached features; see the module docstring.
 
@@ -223,6 +231,7 @@ class Trainer:
         self.device = self.dist.device
         self.out_dir = cfg.out_dir
         run = cfg.train
+        self.autocast_dtype = autocast_dtype(run.autocast, self.device)
         if self.device.type == "cuda":
             torch.set_float32_matmul_precision(run.matmul_precision)
 
@@ -376,8 +385,8 @@ class Trainer:
                           self.cfg.train.unconditional_prob, tuple(self.cfg.train.mask_ratios), device=dev)
         x1 = mean + batch["latent_std"] * draws.eps
         keep = torch.tensor(0.0 if draws.dropped else 1.0, device=dev)
-        autocast = self.cfg.train.autocast
-        with torch.autocast(dev.type, dtype=getattr(torch, autocast or "bfloat16"), enabled=autocast is not None):
+        dtype = self.autocast_dtype
+        with torch.autocast(dev.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             loss = self.module(batch["clip"], batch["synch"], batch["phone_ids"], batch["lip"], batch["speaker"],
                                draws.x0, x1, draws.t, keep, draws.lip_keep, draws.synch_keep)
         return loss.float(), draws
