@@ -509,7 +509,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.set_grad_enabled(False)
+    with torch.no_grad():  # a context, not set_grad_enabled(False): main() also runs inside the test process
+        return _run(parser, args)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.quality or args.speed_demo:
         missing = [flag for flag, value in (("--student", args.student),
                                             ("--manifest" if args.quality else "--video",

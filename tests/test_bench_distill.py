@@ -202,3 +202,4 @@ def test_speed_full_tiny_runs_end_to_end(bench, tmp_path, capsys):
     assert runs[0]["passes"] == 2 * runs[0]["evaluations"] and runs[1]["passes"] == runs[1]["evaluations"] == 2
     assert bench.main(["--speed-full", "--tiny", "--max-evals", "8"]) == 0
     assert "capped" in capsys.readouterr().out
+    assert torch.is_grad_enabled()  # the bench runs inside this process: it must leave autograd as it found it
