@@ -16,7 +16,8 @@ import torch
 from vssflow_core.config import SequenceConfig, VSSFlowConfig
 from vssflow_core.distill.pairs import (PairsDataset, PairsError, PairsPlan, read_shard, shard_path, teacher_endpoint,
                                         write_pairs)
-from vssflow_core.distill.student import FoldedGuidance, StudentPlan, student_from, train_student
+from vssflow_core.distill.student import (ENDS_SHARPNESS, FoldedGuidance, StudentPlan, sample_times, student_from,
+                                          train_student)
 from vssflow_core.flow.guidance import CachedGuidedVelocity, GuidedVelocity
 from vssflow_core.flow.settings import SamplerSettings, recommended_settings
 from vssflow_core.loading import recommended_sampler
@@ -171,11 +172,29 @@ def test_folded_guidance_is_the_teachers_two_pass_guidance_at_initialisation(dat
         assert float((alone - expected).abs().max()) > 100 * FOLD_TOLERANCE * scale
 
 
+def test_training_times_follow_the_chosen_distribution_reproducibly():
+    def histogram(distribution):
+        t = sample_times(100_000, distribution, torch.Generator().manual_seed(0))
+        assert 0.0 <= float(t.min()) and float(t.max()) <= 1.0
+        return torch.histc(t, 10, 0.0, 1.0) / 10_000  # density per tenth of the flow, 1 = uniform
+
+    assert torch.allclose(histogram("uniform"), torch.ones(10), atol=0.05)
+    ends = histogram("ends")  # density proportional to cosh(a (t - 1/2)), symmetric, highest at both ends
+    centres = torch.arange(10, dtype=torch.float64) / 10 + 0.05
+    expected = torch.cosh(ENDS_SHARPNESS * (centres - 0.5))
+    assert torch.allclose(ends.double(), expected / expected.mean(), rtol=0.05)
+    same = [sample_times(8, "ends", torch.Generator().manual_seed(3)) for _ in range(2)]
+    assert torch.equal(*same)
+    with pytest.raises(ValueError, match="unknown time distribution 'normal'"):
+        StudentPlan(time_distribution="normal")
+
+
 def test_a_trained_student_is_an_ordinary_checkpoint_that_recommends_its_sampler(tmp_path, dataset):
     teacher = random_teacher()
     teacher_file = save_vssflow(teacher, tmp_path / "teacher.safetensors")
     write_pairs(teacher, dataset, tmp_path / "pairs", PairsPlan(shard_size=2, sampler=QUICK), progress=False)
-    plan = StudentPlan(max_steps=3, fold_steps=1, batch_size=2, learning_rate=1e-3, solver="euler", sample_steps=4)
+    plan = StudentPlan(max_steps=3, fold_steps=1, batch_size=2, learning_rate=1e-3, solver="euler", sample_steps=4,
+                       time_distribution="ends")
     result = train_student(teacher, PairsDataset(tmp_path / "pairs"), tmp_path / "student.safetensors", plan,
                            teacher_path=teacher_file, progress=False)
     assert len(result.losses) == 3 and all(loss > 0 for loss in result.losses)
