@@ -85,7 +85,7 @@ from vssflow_core.demo.evaluate import kind_of, score_sound, score_talk, shuffle
 from vssflow_core.distill.pairs import TEACHER_SAMPLER  # noqa: E402
 from vssflow_core.flow.guidance import CachedGuidedVelocity  # noqa: E402
 from vssflow_core.flow.settings import SamplerSettings  # noqa: E402
-from vssflow_core.flow.solvers import SolverError  # noqa: E402
+from vssflow_core.flow.solvers import EvaluationLimitReached  # noqa: E402
 from vssflow_core.model.vssflow import VSSFlow  # noqa: E402
 
 DEFAULT_EVALS = (1, 2, 4, 8)
@@ -414,9 +414,7 @@ def time_sampler(model: VSSFlow, conditions, noise: torch.Tensor, settings: Samp
     start = time.perf_counter()
     try:
         solver.solve(velocity, x, 0.0, 1.0)
-    except SolverError as exc:
-        if "limit" not in str(exc):
-            raise
+    except EvaluationLimitReached:
         capped = True
     _synchronize(device)
     seconds = time.perf_counter() - start

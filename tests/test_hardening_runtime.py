@@ -25,8 +25,8 @@ from vssflow_core.encoders.clip import CLIPVisualEncoder
 from vssflow_core.encoders.rawnet3 import RawNet3
 from vssflow_core.encoders.speaker import NUM_WINDOWS, speaker_embedding
 from vssflow_core.encoders.synchformer import SynchformerVisualEncoder
-from vssflow_core.flow.solvers import (MAX_EVALUATIONS, MAX_FIXED_STEPS, Dopri5Solver, FixedStepSolver, SolverError,
-                                       make_solver)
+from vssflow_core.flow.solvers import (MAX_EVALUATIONS, MAX_FIXED_STEPS, Dopri5Solver, EvaluationLimitReached,
+                                       FixedStepSolver, SolverError, make_solver)
 from vssflow_core.progress import check_interrupted, interrupt_check
 from vssflow_core.text.cleaner import clean_transcript
 from vssflow_core.text.numbers import MAX_NAMED_DIGITS, normalize_numbers
@@ -128,7 +128,8 @@ def test_dopri5_stops_at_its_evaluation_limit_and_says_what_to_change():
 
 def test_the_evaluation_limit_is_a_setting():
     field = CountingField(lambda t, x: -1e5 * (x - torch.cos(t)))
-    with pytest.raises(SolverError, match="limit of 50 velocity"):
+    # its own kind of SolverError, so a caller that capped the run on purpose can tell it from a failure
+    with pytest.raises(EvaluationLimitReached, match="limit of 50 velocity"):
         make_solver("dopri5", max_evaluations=50).solve(field, torch.zeros(4, dtype=torch.float64))
     assert field.calls <= 50
 

@@ -43,6 +43,10 @@ class SolverError(RuntimeError):
     pass
 
 
+class EvaluationLimitReached(SolverError):
+    """dopri5 stopped at its ``max_evaluations`` before the end of the flow (a benchmark may cap a run on purpose)."""
+
+
 # The bounds (README, "Input handling"). 10,000 steps is 40,000 evaluations of RK4, far past any measured need (the
 # demo model's figures stop at 64 steps); 5,000 evaluations is 17x the most dopri5 needed at the official tolerance
 # on 12 held-out clips (290).  A step below a billionth of the span moves the flow time by nothing the field can
@@ -250,7 +254,7 @@ class Dopri5Solver:
                                   f"({rejected} rejected): the guided velocity field is too steep to follow at "
                                   f"atol={self.atol:g}, rtol={self.rtol:g}{finer}; {_adaptive_advice()}")
             if v.count + 6 > self.max_evaluations:
-                raise SolverError(f"dopri5 reached its limit of {self.max_evaluations:,} velocity evaluations at "
+                raise EvaluationLimitReached(f"dopri5 reached its limit of {self.max_evaluations:,} velocity evaluations at "
                                   f"t={t:.4f} ({accepted} steps, {rejected} rejected); {_adaptive_advice()}")
             stages = [f]
             for c, a in zip(_DP_C, _DP_A):
