@@ -145,6 +145,27 @@ def test_pair_generation_resumes_skipping_finished_shards(tmp_path, dataset):
         PairsDataset(out)
 
 
+def test_pairs_of_several_folders_train_together_each_item_once(tmp_path):
+    manifest = fake_cache(tmp_path)
+    rows = read_manifests([manifest])
+    teacher = random_teacher()
+    plan = PairsPlan(seed=0, shard_size=2, sampler=QUICK)
+    first, more = (CachedFeatureDataset(part, tmp_path / "cache", NET, SEQ) for part in (rows[:3], rows[2:]))
+    write_pairs(teacher, first, tmp_path / "a", plan, progress=False)  # clip0-2
+    write_pairs(teacher, more, tmp_path / "b", plan, progress=False)  # clip2-4: more pairs, the first kept
+    both = PairsDataset(tmp_path / "a", tmp_path / "b")
+    assert both.ids == [f"clip{i}" for i in range(ITEMS)] and len(both) == ITEMS  # clip2 once
+    whole = tmp_path / "whole"
+    write_pairs(teacher, CachedFeatureDataset(rows, tmp_path / "cache", NET, SEQ), whole, plan, progress=False)
+    for got, want in zip(both.items, PairsDataset(whole).items):
+        assert all(torch.equal(got[k], want[k]) for k in want)  # the same pairs as one folder of every row
+    write_pairs(teacher, more, tmp_path / "c", PairsPlan(seed=1, shard_size=2, sampler=QUICK), progress=False)
+    with pytest.raises(PairsError, match="another teacher, seed or sampler than those in"):
+        PairsDataset(tmp_path / "a", tmp_path / "c")
+    with pytest.raises(PairsError, match="no pairs folder"):
+        PairsDataset()
+
+
 # ---------------------------------------------------------------------------------------------------- the student
 
 

@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
 
     train = steps.add_parser("train", help="train the student on the pairs and write it")
     train.add_argument("--teacher", required=True, help="the teacher checkpoint the pairs were made with")
-    train.add_argument("--pairs", required=True, help="the folder written by the pairs step")
+    train.add_argument("--pairs", required=True, nargs="+", help="the folder written by the pairs step (or several, "
+                       "made with the same teacher and seed from different manifest rows)")
     train.add_argument("--out", required=True, help="the student: a folder when the teacher is one, else a "
                        ".safetensors file")
     train.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
@@ -96,9 +97,9 @@ def _train(args) -> int:
     device = default_device() if args.device == "auto" else args.device
     path = resolve_checkpoint(args.teacher)
     teacher = load_vssflow(path, device=device).eval().requires_grad_(False)
-    pairs = PairsDataset(args.pairs)
+    pairs = PairsDataset(*args.pairs)
     if pairs.meta.get("teacher") != teacher_identity(path):
-        raise PairsError(f"the pairs in {args.pairs} were made by another teacher than {path} (or it changed since); "
+        raise PairsError(f"the pairs in {' '.join(args.pairs)} were made by another teacher than {path} (or it changed since); "
                          "train with the teacher they were made with, or make the pairs again")
     result = train_student(teacher, pairs, args.out, plan, teacher_path=path, overwrite=args.overwrite,
                            progress=not args.no_progress)

@@ -175,31 +175,58 @@ def write_pairs(teacher: VSSFlow, dataset, out_dir: str | os.PathLike, plan: Pai
     return PairsReport(written=written, skipped=skipped, shards=len(shards), evaluations=evaluations)
 
 
-class PairsDataset(torch.utils.data.Dataset):
-    """Every pair of a finished pairs folder, item by item (what the student trains on); refuses a folder with
-    missing or mixed shards by name."""
+_SAME_PAIRS = ("seed", "teacher", "sampler", "guidance_scale")  # what pairs trained on together must share
 
-    def __init__(self, out_dir: str | os.PathLike):
-        self.paths = sorted(Path(out_dir).glob("pairs-*.safetensors"))
-        if not self.paths:
-            raise PairsError(f"no pairs in {out_dir}; make them first (python -m vssflow_core distill pairs ...)")
+
+class PairsDataset(torch.utils.data.Dataset):
+    """Every pair of one or more finished pairs folders, item by item (what the student trains on).  Refuses a folder
+    with missing or mixed shards, and folders of different teachers, seeds or samplers, by name; an item in two
+    folders (the same id, so the same pair) is taken once.  More pairs are added as a second folder, made from
+    other manifest rows, without redoing the first."""
+
+    def __init__(self, *folders: str | os.PathLike):
+        if not folders:
+            raise PairsError("no pairs folder given")
+        self.paths: list[Path] = []
         self.items: list[dict[str, torch.Tensor]] = []
+        self.ids: list[str] = []
+        self.meta: dict[str, Any] = {}
+        seen: set[str] = set()
+        for folder in folders:
+            paths, meta, items = self._read_folder(folder)
+            if self.meta and any(meta.get(k) != self.meta.get(k) for k in _SAME_PAIRS):
+                raise PairsError(f"the pairs in {folder} were made by another teacher, seed or sampler than those in "
+                                 f"{folders[0]}; train on pairs of one teacher and sampler")
+            self.meta = self.meta or meta
+            self.paths += paths
+            for item_id, item in items:
+                if item_id not in seen:
+                    seen.add(item_id)
+                    self.ids.append(item_id)
+                    self.items.append(item)
+
+    @staticmethod
+    def _read_folder(out_dir: str | os.PathLike):
+        paths = sorted(Path(out_dir).glob("pairs-*.safetensors"))
+        if not paths:
+            raise PairsError(f"no pairs in {out_dir}; make them first (python -m vssflow_core distill pairs ...)")
+        items: list[tuple[str, dict[str, torch.Tensor]]] = []
         first: dict[str, Any] | None = None
-        for path in self.paths:
+        for path in paths:
             tensors, meta = read_shard(path)
             if first is None:
                 first = meta
-            elif any(meta.get(k) != first.get(k) for k in ("seed", "teacher", "sampler", "guidance_scale",
-                                                           "shards")):
-                raise PairsError(f"{path} was made by another teacher, seed or sampler than {self.paths[0]}; "
+            elif any(meta.get(k) != first.get(k) for k in (*_SAME_PAIRS, "shards")):
+                raise PairsError(f"{path} was made by another teacher, seed or sampler than {paths[0]}; "
                                  "delete the folder's shards and make the pairs again")
-            self.items += [{k: v[i] for k, v in tensors.items()} for i in range(len(meta["ids"]))]
-        self.meta = first or {}
-        expected = [shard_path(out_dir, k) for k in range(int(self.meta.get("shards", 0)))]
-        if self.paths != expected:
-            missing = sorted(set(expected) - set(self.paths))
-            raise PairsError(f"{out_dir} has {len(self.paths)} of {len(expected)} shards (missing: "
+            items += [(item_id, {k: v[i] for k, v in tensors.items()}) for i, item_id in enumerate(meta["ids"])]
+        meta = first or {}
+        expected = [shard_path(out_dir, k) for k in range(int(meta.get("shards", 0)))]
+        if paths != expected:
+            missing = sorted(set(expected) - set(paths))
+            raise PairsError(f"{out_dir} has {len(paths)} of {len(expected)} shards (missing: "
                              f"{[p.name for p in missing[:3]]}); run the pairs step again to finish them")
+        return paths, meta, items
 
     def __len__(self) -> int:
         return len(self.items)
