@@ -210,6 +210,18 @@ def test_training_times_follow_the_chosen_distribution_reproducibly():
         StudentPlan(time_distribution="normal")
 
 
+def test_cosine_decay_takes_the_learning_rate_to_a_tenth_by_the_last_step(tmp_path, dataset):
+    teacher = random_teacher()
+    write_pairs(teacher, dataset, tmp_path / "pairs", PairsPlan(shard_size=2, sampler=QUICK), progress=False)
+    plan = StudentPlan(max_steps=5, fold_steps=1, batch_size=2, learning_rate=1e-3, lr_decay="cosine")
+    rates = train_student(teacher, PairsDataset(tmp_path / "pairs"), tmp_path / "s.safetensors", plan,
+                          progress=False).learning_rates
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    with pytest.raises(ValueError, match="unknown learning-rate decay 'step'"):
+        StudentPlan(lr_decay="step")
+
+
 def test_a_trained_student_is_an_ordinary_checkpoint_that_recommends_its_sampler(tmp_path, dataset):
     teacher = random_teacher()
     teacher_file = save_vssflow(teacher, tmp_path / "teacher.safetensors")
@@ -219,6 +231,7 @@ def test_a_trained_student_is_an_ordinary_checkpoint_that_recommends_its_sampler
     result = train_student(teacher, PairsDataset(tmp_path / "pairs"), tmp_path / "student.safetensors", plan,
                            teacher_path=teacher_file, progress=False)
     assert len(result.losses) == 3 and all(loss > 0 for loss in result.losses)
+    assert result.learning_rates == [1e-3] * 3  # constant unless told to decay
 
     student = load_vssflow(result.path)  # the ordinary loader, no distillation code involved
     assert student.cfg == teacher.cfg

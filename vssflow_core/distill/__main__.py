@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--time-distribution", default="uniform", choices=("uniform", "ends"),
                        help="where on the path training draws the flow time: uniform (default) or ends (more "
                        "often near the noise and the data, where the teacher's field is fastest)")
+    train.add_argument("--lr-decay", default="constant", choices=("constant", "cosine"),
+                       help="constant (default) or cosine: down to a tenth of --lr by the last step")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto")
     train.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -93,7 +95,8 @@ def _train(args) -> int:
 
     plan = StudentPlan(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                        fold_steps=args.fold_steps, solver=args.solver, sample_steps=args.sample_steps,
-                       schedule=args.schedule, time_distribution=args.time_distribution, seed=args.seed)
+                       schedule=args.schedule, time_distribution=args.time_distribution,
+                       lr_decay=args.lr_decay, seed=args.seed)
     device = default_device() if args.device == "auto" else args.device
     path = resolve_checkpoint(args.teacher)
     teacher = load_vssflow(path, device=device).eval().requires_grad_(False)

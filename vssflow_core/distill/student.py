@@ -39,7 +39,7 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -96,6 +96,8 @@ def fold_at(step: int, fold_steps: int) -> float:
 
 
 TIME_DISTRIBUTIONS = ("uniform", "ends")
+LR_DECAYS = ("constant", "cosine")
+FINAL_LR_FRACTION = 0.1  # cosine decay ends at this fraction of the learning rate
 ENDS_SHARPNESS = 4.0  # a in cosh(a (t - 1/2)): the ends 3.8x as likely as the middle
 
 
@@ -129,6 +131,7 @@ class StudentPlan:
     sample_steps: int = 4
     schedule: str = "uniform"
     time_distribution: str = "uniform"  # where on the path training draws t (TIME_DISTRIBUTIONS)
+    lr_decay: str = "constant"  # or "cosine": down to a tenth of learning_rate by the last step
     log_every: int = 10
 
     def __post_init__(self) -> None:
@@ -138,6 +141,8 @@ class StudentPlan:
         if not 0 <= self.fold_steps < self.max_steps:
             raise ValueError(f"fold_steps ({self.fold_steps}) must be below max_steps ({self.max_steps}): the "
                              "last steps train the student alone, as it is sampled")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"unknown learning-rate decay {self.lr_decay!r}; choose one of {', '.join(LR_DECAYS)}")
         if self.time_distribution not in TIME_DISTRIBUTIONS:
             raise ValueError(f"unknown time distribution {self.time_distribution!r}; choose one of "
                              f"{', '.join(TIME_DISTRIBUTIONS)}")
@@ -169,6 +174,7 @@ def _batch_seed(seed: int, step: int) -> int:
 class StudentResult:
     losses: list[float]
     path: Path
+    learning_rates: list[float] = field(default_factory=list)  # the rate each optimizer step used
 
 
 def train_student(teacher: VSSFlow, pairs: PairsDataset, out: str | os.PathLike, plan: StudentPlan = StudentPlan(), *,
@@ -186,6 +192,10 @@ def train_student(teacher: VSSFlow, pairs: PairsDataset, out: str | os.PathLike,
     folded = FoldedGuidance(student_from(teacher), teacher, guidance)
     params = [p for p in folded.student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=plan.learning_rate, weight_decay=plan.weight_decay)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, plan.max_steps - 1),
+                                                            eta_min=plan.learning_rate * FINAL_LR_FRACTION)
+                 if plan.lr_decay == "cosine" else None)
+    rates: list[float] = []
     losses: list[float] = []
     bar = tqdm(range(plan.max_steps), desc="distilling", unit="step", disable=not progress, dynamic_ncols=True)
     for step in bar:
@@ -200,7 +210,10 @@ def train_student(teacher: VSSFlow, pairs: PairsDataset, out: str | os.PathLike,
         loss = reflow_loss(folded(x_t, t, batch, fold=fold_at(step, plan.fold_steps)), x0, x1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         value = float(loss.detach())
         if not math.isfinite(value):
             raise FloatingPointError(f"the distillation loss is {value} at step {step + 1}; lower the learning rate")
@@ -212,7 +225,7 @@ def train_student(teacher: VSSFlow, pairs: PairsDataset, out: str | os.PathLike,
              "objective": "reflow", "final_loss": losses[-1]}
     path = save_student(folded.student.eval(), out, plan.recommended(), facts, teacher_path=teacher_path,
                         overwrite=overwrite)
-    return StudentResult(losses=losses, path=path)
+    return StudentResult(losses=losses, path=path, learning_rates=rates)
 
 
 def save_student(student: VSSFlow, out: str | os.PathLike, recommended: SamplerSettings,
