@@ -9,7 +9,7 @@ import math
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from sampler_efficiency import MEL_TOLERANCE_DB, mel_difference_db  # noqa: E402
+from sampler_efficiency import DB_PER_LOG_UNIT, MEL_TOLERANCE_DB, mel_difference_db  # noqa: E402
 from vssflow_core.demo.evaluate import kind_of, score_sound, score_talk, shuffled_frames, speech_inputs  # noqa: E402
 from vssflow_core.distill.pairs import TEACHER_SAMPLER  # noqa: E402
 from vssflow_core.flow.settings import SamplerSettings  # noqa: E402
@@ -99,6 +99,7 @@ class Run:
     shuffled: dict[str, Any]
     mel_max_db: float | None = None  # against the teacher's mel (true frames); None for the teacher
     mel_mean_db: float | None = None
+    mel_p99_db: float | None = None  # 99th percentile of the bins' differences: is the largest a few bins or many?
 
 
 @dataclass
@@ -126,6 +127,7 @@ class Summary:
     mel_within: float = math.nan  # fraction of clips within the tolerance in every bin
     mel_max_db_median: float = math.nan
     mel_mean_db_median: float = math.nan
+    mel_p99_db_median: float = math.nan
 
 
 def _mean(values: list[float]) -> float:
@@ -146,7 +148,8 @@ def summarize(name: str, solver: str, clips: list[ClipRuns], mel_tolerance_db: f
         lip_corr_shuffled=_mean([r.shuffled["corr"] for r in talk]),
         mel_within=_mean([float(r.mel_max_db <= mel_tolerance_db) for r in mels]),
         mel_max_db_median=float(np.median([r.mel_max_db for r in mels])) if mels else math.nan,
-        mel_mean_db_median=float(np.median([r.mel_mean_db for r in mels])) if mels else math.nan)
+        mel_mean_db_median=float(np.median([r.mel_mean_db for r in mels])) if mels else math.nan,
+        mel_p99_db_median=float(np.median([r.mel_p99_db for r in mels])) if mels else math.nan)
 
 
 @dataclass
@@ -227,20 +230,33 @@ class QualityReport:
                         SHUFFLED_ONSET_F1_BELOW, "shuffled_lip_corr_below": SHUFFLED_LIP_CORR_BELOW}}
 
 
-def measure_quality(teacher, student, manifest: str | Path, *, evals: Sequence[int] = DEFAULT_EVALS,
+def mel_percentile_db(mel: torch.Tensor, reference: torch.Tensor, q: float = 0.99) -> float:
+    """The ``q`` quantile of the bins' absolute differences, in dB (the scale of :func:`mel_difference_db`)."""
+    return float(torch.quantile((mel.double() - reference.double()).abs().flatten(), q)) * DB_PER_LOG_UNIT
+
+
+def measure_quality(teacher, students, manifest: str | Path, *, evals: Sequence[int] = DEFAULT_EVALS,
                     limit: int | None = None, dialogue: bool = False, seed: int = 0,
                     mel_tolerance_db: float = MEL_TOLERANCE_DB, progress: bool = True) -> QualityReport:
-    """The teacher pipeline at the official sampler and the student pipeline at each of ``evals`` evaluations on
-    the manifest's clips (module docstring); the student's solver is its checkpoint's recommendation."""
+    """The teacher pipeline at the official sampler and each student pipeline at each of ``evals`` evaluations on
+    the manifest's clips (module docstring); a student's solver is its checkpoint's recommendation.  ``students``:
+    one pipeline (its settings named "student k=..."), or several by name ("<name> k=..."), all against the
+    teacher's one run per clip."""
     from tqdm.auto import tqdm
     from vssflow_core.synthetic.analysis import decode_clip
 
-    recommended = getattr(student.model, "recommended_sampler", None)
-    if recommended is None:
-        raise ValueError("the student checkpoint recommends no sampler: it is not a distilled student (make one with "
-                         "python -m vssflow_core distill train)")
+    if not isinstance(students, Mapping):
+        students = {"student": students}
     settings = {TEACHER_NAME: TEACHER_SAMPLER}
-    settings.update({f"student k={k}": student_settings(recommended, k) for k in evals})
+    pipelines = {TEACHER_NAME: teacher}
+    for label, student in students.items():
+        recommended = getattr(student.model, "recommended_sampler", None)
+        if recommended is None:
+            raise ValueError(f"the {label} checkpoint recommends no sampler: it is not a distilled student (make one "
+                             "with python -m vssflow_core distill train)")
+        for k in evals:
+            settings[f"{label} k={k}"] = student_settings(recommended, k)
+            pipelines[f"{label} k={k}"] = student
     manifest = Path(manifest)
     clips = []
     for row in tqdm(quality_rows(manifest, limit, dialogue), desc="held-out clips", unit="clip",
@@ -250,7 +266,7 @@ def measure_quality(teacher, student, manifest: str | Path, *, evals: Sequence[i
         clip = ClipRuns(row["id"], kind_of(row))
         reference = None
         for name, sampler in settings.items():
-            pipeline = teacher if name == TEACHER_NAME else student
+            pipeline = pipelines[name]
             true, mel, evaluations = _generate(pipeline, frames, fps, row, sampler, seed)
             baseline, _, _ = _generate(pipeline, shuffled, fps, row, sampler, seed)
             run = Run(evaluations, evaluations * passes_per_evaluation(sampler), true, baseline)
@@ -258,6 +274,7 @@ def measure_quality(teacher, student, manifest: str | Path, *, evals: Sequence[i
                 reference = mel  # the teacher's, first
             else:
                 run.mel_max_db, run.mel_mean_db = mel_difference_db(mel, reference)
+                run.mel_p99_db = mel_percentile_db(mel, reference)
             clip.runs[name] = run
         clips.append(clip)
     if not clips:
@@ -279,12 +296,12 @@ def print_quality(report: QualityReport, mel_tolerance_db: float = MEL_TOLERANCE
           "on the true frames")
     print(f"{'setting':<16} {'solver':<26} {'evals':>7} {'max':>5} {'passes':>7} {'max':>5} "
           f"{'onset F1 true/shuf':>19} {'lip corr true/shuf':>19} {f'<= {mel_tolerance_db:g} dB':>8} "
-          f"{'max dB med':>10} {'mean dB med':>11}")
+          f"{'max dB med':>10} {'p99 dB med':>10} {'mean dB med':>11}")
     for s in report.summaries:
         print(f"{s.name:<16} {s.solver:<26} {s.evaluations:>7.1f} {s.max_evaluations:>5} {s.passes:>7.1f} "
               f"{s.max_passes:>5} {_f(s.onset_f1_true):>9} / {_f(s.onset_f1_shuffled):<7} "
               f"{_f(s.lip_corr_true):>9} / {_f(s.lip_corr_shuffled):<7} {_f(s.mel_within, 2):>8} "
-              f"{_f(s.mel_max_db_median, 2):>10} {_f(s.mel_mean_db_median, 2):>11}")
+              f"{_f(s.mel_max_db_median, 2):>10} {_f(s.mel_p99_db_median, 2):>10} {_f(s.mel_mean_db_median, 2):>11}")
     print()
     print(f"the bar: network passes <= {MAX_NETWORK_PASSES}, onset F1 and lip corr within {SCORE_TOLERANCE:g} of the "
           f"teacher's, >= {MEL_WITHIN_FRACTION:g} of the clips within {mel_tolerance_db:g} dB in every mel bin, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -181,6 +182,7 @@ def test_quality_measurement_on_a_tiny_teacher_and_its_student(bench, checkpoint
         for name in names[1:]:
             run = clip.runs[name]
             assert math.isfinite(run.mel_max_db) and 0 <= run.mel_mean_db <= run.mel_max_db
+            assert run.mel_mean_db <= run.mel_p99_db <= run.mel_max_db
     for s in report.summaries:
         assert 0 <= s.onset_f1_true <= 1 and -1 <= s.lip_corr_true <= 1
     assert [v.name for v in report.verdicts] == names[1:]
@@ -190,6 +192,22 @@ def test_quality_measurement_on_a_tiny_teacher_and_its_student(bench, checkpoint
     json.dumps(report.as_json(), default=str)  # everything it writes with --json is JSON
     with pytest.raises(ValueError, match="not a distilled student"):
         bench.measure_quality(teacher, teacher, manifest, evals=(1,), progress=False)
+
+
+def test_several_students_are_measured_against_the_same_teacher_runs(bench, checkpoints, tmp_path, capsys):
+    teacher_path, student_path, manifest = checkpoints
+    out = tmp_path / "quality.json"
+    other = tmp_path / "other"
+    shutil.copytree(student_path, other)
+    assert bench.main(["--quality", "--teacher", str(teacher_path), "--student", str(student_path), str(other),
+                       "--manifest", str(manifest), "--evals", "1", "--no-progress", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    names = [s["name"] for s in report["summaries"]]
+    assert names == [bench.TEACHER_NAME, f"{student_path.name} k=1", "other k=1"]
+    # the same weights from the same noise: the same figures, against one teacher run per clip
+    first, second = report["summaries"][1:]
+    assert {k: v for k, v in first.items() if k != "name"} == {k: v for k, v in second.items() if k != "name"}
+    assert "other k=1" in capsys.readouterr().out
 
 
 def test_speed_full_tiny_runs_end_to_end(bench, tmp_path, capsys):
