@@ -221,3 +221,45 @@ def test_speed_full_tiny_runs_end_to_end(bench, tmp_path, capsys):
     assert bench.main(["--speed-full", "--tiny", "--max-evals", "8"]) == 0
     assert "capped" in capsys.readouterr().out
     assert torch.is_grad_enabled()  # the bench runs inside this process: it must leave autograd as it found it
+
+
+class RandomConditions:
+    """Just what ``write_pairs`` reads of a feature dataset: rows with ids, the sequence, and each row's raw
+    conditions (random, fixed by the row's index)."""
+
+    def __init__(self, count: int, sequence):
+        self.rows = [type("Row", (), {"id": f"item{i}"})() for i in range(count)]
+        self.sequence = sequence
+
+    def conditions(self, index: int):
+        g = torch.Generator().manual_seed(index)
+        length, seq = self.sequence.latent_length, self.sequence
+        cond = {"clip": torch.randn(seq.clip_frames, NET.clip_dim, generator=g),
+                "synch": torch.randn(seq.synch_segments, seq.synch_tokens_per_segment, NET.synch_dim, generator=g),
+                "phone_ids": torch.randint(1, NET.phone_vocab, (length,), generator=g),
+                "lip": torch.zeros(length, NET.lip_dim), "speaker": torch.zeros(NET.speaker_dim)}
+        return cond, {}, {}
+
+
+def test_fit_is_exact_on_pairs_the_students_own_sampler_made_and_not_on_the_teachers(bench, checkpoints, tmp_path,
+                                                                                    capsys):
+    from vssflow_core.distill.pairs import PairsDataset, PairsPlan, write_pairs
+
+    _, student_path, _ = checkpoints
+    student = VSSFlowPipeline.load(student_path, device="cpu")
+    own = student.model.recommended_sampler  # euler 4 at guidance scale 1
+    sequence = student.components.sequence
+    data = RandomConditions(3, sequence)
+    write_pairs(student.model, data, tmp_path / "own", PairsPlan(shard_size=2, sampler=own), progress=False)
+    rows = bench.measure_fit(student, PairsDataset(tmp_path / "own"), evals=(2, 4))
+    exact = {r.name: r for r in rows}["student k=4"]
+    assert exact.items == 3 and exact.mel_within == 1.0 and exact.mel_max_db_median < 1e-3
+    other = {r.name: r for r in rows}["student k=2"]  # another schedule lands elsewhere
+    assert other.mel_max_db_median > exact.mel_max_db_median
+    assert other.mel_mean_db_median <= other.mel_p99_db_median <= other.mel_max_db_median
+    assert [r.items for r in bench.measure_fit(student, PairsDataset(tmp_path / "own"), evals=(4,), limit=2)] == [2]
+    out = tmp_path / "fit.json"
+    assert bench.main(["--fit", "--student", str(student_path), "--pairs", str(tmp_path / "own"), "--evals", "4",
+                       "--json", str(out)]) == 0
+    assert "training pairs" in capsys.readouterr().out
+    assert json.loads(out.read_text())["rows"][0]["mel_within"] == 1.0
