@@ -104,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--student", default=None, nargs="+", help="the student checkpoint (--quality: several, "
                         "each against the same teacher runs)")
     parser.add_argument("--manifest", default=None)
-    parser.add_argument("--pairs", default=None, nargs="+", help="--fit: the pairs folder(s) the student was trained on")
+    parser.add_argument("--pairs", default=None, nargs="+",
+                        help="--fit: the pairs folder(s) the student was trained on")
     parser.add_argument("--limit", type=int, default=None, help="at most this many clips of each kind")
     parser.add_argument("--evals", default=",".join(map(str, DEFAULT_EVALS)),
                         help="the student's evaluation counts (default 1,2,4,8)")

@@ -6,7 +6,6 @@ which more steps or a stronger objective close, not more pairs."""
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,7 @@ sys.path.insert(0, str(HERE))
 from distill_quality import DEFAULT_EVALS, mel_percentile_db, student_settings  # noqa: E402
 from sampler_efficiency import MEL_TOLERANCE_DB, mel_difference_db  # noqa: E402
 from vssflow_core.codec.vae import unpack_latent  # noqa: E402
-from vssflow_core.distill.pairs import CONDITION_KEYS  # noqa: E402
-from vssflow_core.flow.guidance import CachedGuidedVelocity  # noqa: E402
+from vssflow_core.distill.pairs import teacher_endpoint  # noqa: E402
 
 
 @dataclass
@@ -57,29 +55,24 @@ def measure_fit(student, pairs, *, evals: Sequence[int] = DEFAULT_EVALS, limit: 
     channels = vae.config.latent_channels
 
     def mel(latent: torch.Tensor) -> torch.Tensor:
-        return vae.decode(unpack_latent(latent.float(), channels))[:, 0].double().cpu()
+        return vae.decode(unpack_latent(latent[None].float(), channels))[:, 0].double().cpu()
 
     settings = {f"student k={k}": student_settings(recommended, k) for k in evals}
     found: dict[str, list[tuple[float, float, float]]] = {name: [] for name in settings}
     for index in spread(len(pairs), limit):
         item = pairs[index]
-        noise = item["noise"][None]
-        conditions = model.prepare_conditions(*(item[k][None] for k in CONDITION_KEYS),
-                                              latent_length=noise.shape[-1])
-        reference = mel(item["endpoint"][None])
+        reference = mel(item["endpoint"])
         for name, sampler in settings.items():
-            velocity = CachedGuidedVelocity(model, conditions, sampler.guidance_scale)
-            x = torch.cat([noise.float(), conditions.latent_cond.float()], dim=1)
-            endpoint = sampler.make_solver().solve(velocity, x, 0.0, 1.0).x[:, : model.latent_channels]
+            # the very solve the pairs step made, with the student and its sampler
+            endpoint, _ = teacher_endpoint(model, item, item["noise"], sampler, item["noise"].shape[-1])
             decoded = mel(endpoint)
             largest, mean = mel_difference_db(decoded, reference)
             found[name].append((largest, mel_percentile_db(decoded, reference), mean))
     rows = []
-    for name, values in found.items():
-        largest, p99, mean = (np.array(column) for column in zip(*values)) if values else ([], [], [])
-        rows.append(FitRow(name, settings[name].describe(), len(values),
-                           float(np.mean(np.asarray(largest) <= mel_tolerance_db)) if values else math.nan,
-                           *(float(np.median(c)) if values else math.nan for c in (largest, p99, mean))))
+    for name, values in found.items():  # never empty: a pairs set has items, spread() takes at least one
+        largest, p99, mean = (np.array(column) for column in zip(*values))
+        rows.append(FitRow(name, settings[name].describe(), len(values), float(np.mean(largest <= mel_tolerance_db)),
+                           float(np.median(largest)), float(np.median(p99)), float(np.median(mean))))
     return rows
 
 

@@ -14,6 +14,8 @@ import sys
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .student import LR_DECAYS, TIME_DISTRIBUTIONS
+
     parser = argparse.ArgumentParser(prog="python -m vssflow_core distill", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     steps = parser.add_subparsers(dest="step", required=True)
@@ -46,10 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--solver", default="euler", help="the student's recommended solver (default euler)")
     train.add_argument("--sample-steps", type=int, default=4, help="its recommended step count (default 4)")
     train.add_argument("--schedule", default="uniform", help="its recommended time grid (default uniform)")
-    train.add_argument("--time-distribution", default="uniform", choices=("uniform", "ends"),
+    train.add_argument("--time-distribution", default="uniform", choices=TIME_DISTRIBUTIONS,
                        help="where on the path training draws the flow time: uniform (default) or ends (more "
                        "often near the noise and the data, where the teacher's field is fastest)")
-    train.add_argument("--lr-decay", default="constant", choices=("constant", "cosine"),
+    train.add_argument("--lr-decay", default="constant", choices=LR_DECAYS,
                        help="constant (default) or cosine: down to a tenth of --lr by the last step")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto")
@@ -102,8 +104,8 @@ def _train(args) -> int:
     teacher = load_vssflow(path, device=device).eval().requires_grad_(False)
     pairs = PairsDataset(*args.pairs)
     if pairs.meta.get("teacher") != teacher_identity(path):
-        raise PairsError(f"the pairs in {' '.join(args.pairs)} were made by another teacher than {path} (or it changed since); "
-                         "train with the teacher they were made with, or make the pairs again")
+        raise PairsError(f"the pairs in {' '.join(args.pairs)} were made by another teacher than {path} (or it "
+                         "changed since); train with the teacher they were made with, or make the pairs again")
     result = train_student(teacher, pairs, args.out, plan, teacher_path=path, overwrite=args.overwrite,
                            progress=not args.no_progress)
     print(f"student written to {result.path} (loss {result.losses[0]:.4g} -> {result.losses[-1]:.4g}); it samples "

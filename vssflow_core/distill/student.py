@@ -101,15 +101,19 @@ FINAL_LR_FRACTION = 0.1  # cosine decay ends at this fraction of the learning ra
 ENDS_SHARPNESS = 4.0  # a in cosh(a (t - 1/2)): the ends 3.8x as likely as the middle
 
 
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
+
+
 def sample_times(n: int, distribution: str, generator: torch.Generator) -> torch.Tensor:
     """``n`` flow times in [0, 1] from ``distribution`` (see the module docstring); ``ends`` by its inverse CDF."""
+    _check_choice("time distribution", distribution, TIME_DISTRIBUTIONS)
     u = torch.rand(n, generator=generator)
     if distribution == "uniform":
         return u
-    if distribution == "ends":
-        a = ENDS_SHARPNESS
-        return (0.5 + torch.asinh((2 * u - 1) * math.sinh(a / 2)) / a).clamp(0.0, 1.0)
-    raise ValueError(f"unknown time distribution {distribution!r}; choose one of {', '.join(TIME_DISTRIBUTIONS)}")
+    a = ENDS_SHARPNESS
+    return (0.5 + torch.asinh((2 * u - 1) * math.sinh(a / 2)) / a).clamp(0.0, 1.0)
 
 
 def reflow_loss(velocity: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
@@ -141,11 +145,8 @@ class StudentPlan:
         if not 0 <= self.fold_steps < self.max_steps:
             raise ValueError(f"fold_steps ({self.fold_steps}) must be below max_steps ({self.max_steps}): the "
                              "last steps train the student alone, as it is sampled")
-        if self.lr_decay not in LR_DECAYS:
-            raise ValueError(f"unknown learning-rate decay {self.lr_decay!r}; choose one of {', '.join(LR_DECAYS)}")
-        if self.time_distribution not in TIME_DISTRIBUTIONS:
-            raise ValueError(f"unknown time distribution {self.time_distribution!r}; choose one of "
-                             f"{', '.join(TIME_DISTRIBUTIONS)}")
+        _check_choice("learning-rate decay", self.lr_decay, LR_DECAYS)
+        _check_choice("time distribution", self.time_distribution, TIME_DISTRIBUTIONS)
         self.recommended()  # bad solver names are refused now, not after training
 
     def recommended(self) -> SamplerSettings:

@@ -254,8 +254,9 @@ class Dopri5Solver:
                                   f"({rejected} rejected): the guided velocity field is too steep to follow at "
                                   f"atol={self.atol:g}, rtol={self.rtol:g}{finer}; {_adaptive_advice()}")
             if v.count + 6 > self.max_evaluations:
-                raise EvaluationLimitReached(f"dopri5 reached its limit of {self.max_evaluations:,} velocity evaluations at "
-                                  f"t={t:.4f} ({accepted} steps, {rejected} rejected); {_adaptive_advice()}")
+                raise EvaluationLimitReached(f"dopri5 reached its limit of {self.max_evaluations:,} velocity "
+                                             f"evaluations at t={t:.4f} ({accepted} steps, {rejected} rejected); "
+                                             f"{_adaptive_advice()}")
             stages = [f]
             for c, a in zip(_DP_C, _DP_A):
                 stages.append(v(at(t + c * h), _combine(x, h, a, stages)))
